@@ -1,0 +1,82 @@
+"""Structured logging: JSON lines for machines, readable lines on a terminal.
+
+Tuneyard's own events go through structlog's fast native logger. Libraries that use
+the standard `logging` module (aiohttp, asyncio, asyncpg) are routed through the
+same processors, so every line carries the same fields and format.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from .config import LogFormat, LogLevel
+
+# Keys whose values are never written, whatever the caller passed: defence in depth
+# behind the rule that code does not log secrets in the first place.
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|authorization|api_key|dsn|database_url)",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def _redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for key in event:
+        if _SECRET_KEY.search(key):
+            event[key] = REDACTED
+    return event
+
+
+def configure_logging(
+    level: LogLevel = "info", fmt: LogFormat = "auto", stream: TextIO | None = None
+) -> None:
+    """Set up structlog and the standard library's logging to write to `stream`."""
+    stream = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_secrets,
+    ]
+    renderer: Processor
+    if as_json:
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    # aiohttp's own access log is replaced by one structured line per request.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
+    return structlog.get_logger(**initial)
