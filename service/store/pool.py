@@ -1,0 +1,66 @@
+"""The asyncpg connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import asyncpg
+
+from ..errors import Unavailable
+from ..logs import get_logger
+
+log = get_logger()
+
+# What asyncpg raises when the server is down, restarting or unreachable, as opposed
+# to an error in a query: the request may be retried once the database is back.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+# How long one connection attempt may take; the default of 60 s would leave a
+# request hanging long after its caller gave up.
+CONNECT_TIMEOUT = 5.0
+# How long the start waits for the database: long enough for a PostgreSQL that starts
+# beside Tuneyard (docker compose, a restarting pod), short enough to fail visibly.
+STARTUP_WAIT = 30.0
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool, waiting up to STARTUP_WAIT seconds for the database."""
+    deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
+    delay = 0.2
+    while True:
+        try:
+            return await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                init=_init_connection,
+                timeout=CONNECT_TIMEOUT,
+            )
+        except (OSError, *DATABASE_UNAVAILABLE) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise Unavailable(f"database unreachable: {_reason(exc)}") from None
+            log.warning("database_unreachable", error=_reason(exc), retry_in=delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+
+def _reason(exc: BaseException) -> str:
+    # asyncpg's messages name the host and database, never the password.
+    return str(exc) or type(exc).__name__
