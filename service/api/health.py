@@ -1,0 +1,39 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..errors import MigrationError, Unavailable
+from ..resources import MIGRATIONS, POOL
+from ..store import migrations
+from ..store.pool import DATABASE_UNAVAILABLE
+
+routes = web.RouteTableDef()
+
+# A readiness probe that hangs is worse than one that fails: the orchestrator's own
+# timeout would hide why.
+READY_TIMEOUT = 3.0
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving; says nothing about its dependencies."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready for traffic: the database answers and its schema is current."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with request.app[POOL].acquire() as conn:
+                await migrations.check_current(conn, request.app[MIGRATIONS])
+    except MigrationError as exc:
+        raise Unavailable(str(exc)) from None
+    except DATABASE_UNAVAILABLE as exc:
+        reason = type(exc).__name__
+        raise Unavailable(f"database unreachable ({reason})") from None
+    return web.json_response({"status": "ready"})

@@ -1,0 +1,92 @@
+"""Middlewares: a request id and one access line per request; errors as problems."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from structlog.contextvars import (
+    bind_contextvars,
+    clear_contextvars,
+    get_contextvars,
+)
+
+from ..errors import ProblemError
+from ..logs import get_logger
+from ..store.pool import DATABASE_UNAVAILABLE
+from . import problems
+
+log = get_logger()
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is echoed into logs and headers, so only plain tokens are
+# taken; anything else is replaced rather than trusted.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id for the request's logs and write one access line."""
+    sent = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    # Each request runs in its own task with a copy of the context, so binding here
+    # cannot leak into another request; clearing first drops the server's own.
+    clear_contextvars()
+    bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource
+        log.info(
+            "http_request",
+            method=request.method,
+            path=request.path,
+            route=route.canonical if route is not None else None,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+@web.middleware
+async def problem_details(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into an application/problem+json answer.
+
+    Nothing leaves as a bare HTML error page or a stack trace: known errors keep
+    their status and message; anything unexpected is logged with its traceback and
+    answered as a 500 problem that carries only the request id.
+    """
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        return problems.from_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problems.from_http_exception(exc)
+    except DATABASE_UNAVAILABLE:
+        # The database went away mid-request: a caller should retry, not give up.
+        log.warning("database_unavailable", exc_info=True)
+        return problems.problem_response(
+            503,
+            "Service unavailable",
+            "The database cannot be reached; try again shortly.",
+            type="/problems/unavailable",
+            headers={"Retry-After": "1"},
+        )
+    except Exception:
+        log.exception("unhandled_error")
+        return problems.problem_response(
+            500,
+            "Internal Server Error",
+            "An unexpected error occurred; it has been logged.",
+            request_id=get_contextvars().get("request_id"),
+        )

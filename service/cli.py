@@ -1,0 +1,120 @@
+"""The `tuneyard` command: wiring only; the work lives in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from . import runtime
+from .app import create_app
+from .config import Settings, load_settings
+from .errors import ConfigError, MigrationError, ProblemError
+from .logs import configure_logging
+
+Command = Callable[[argparse.Namespace], int]
+
+DATABASE_HELP = (
+    "Without DATABASE_URL, an embedded PostgreSQL is started with its data in "
+    "TUNEYARD_DATA_DIR (default .tuneyard/)."
+)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    with runtime.database(_settings()) as settings:
+        applied = asyncio.run(runtime.apply_migrations(settings))
+    names = ", ".join(m.file_name for m in applied) or "nothing to apply"
+    print(f"migrations: {names}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    with runtime.database(_settings()) as settings:
+        asyncio.run(runtime.serve(create_app(settings), settings))
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    with runtime.database(_settings()) as settings:
+        asyncio.run(runtime.apply_migrations(settings))
+        asyncio.run(
+            runtime.serve(create_app(settings), settings, on_started=_print_welcome)
+        )
+    return 0
+
+
+def _print_welcome(url: str) -> None:
+    print(
+        f"\nTuneyard is answering at {url}\n"
+        f"  try:  curl {url}/healthz\n"
+        "  stop: Ctrl-C\n",
+        flush=True,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuneyard",
+        description=(
+            "Fine-tune models on Replicate for your services. Settings come from "
+            "the environment and a .env file; see the README for the list."
+        ),
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def add(name: str, run: Command, summary: str, details: str) -> None:
+        sub = commands.add_parser(name, help=summary, description=details)
+        sub.set_defaults(run=run)
+
+    add(
+        "serve",
+        cmd_serve,
+        "serve the API (migrations must be current)",
+        "Serve the API on TUNEYARD_HOST:TUNEYARD_PORT until SIGINT or SIGTERM, then "
+        "finish the requests in flight and stop. Refuses to start while migrations "
+        f"are pending. {DATABASE_HELP}",
+    )
+    add(
+        "migrate",
+        cmd_migrate,
+        "apply pending database migrations",
+        "Apply the pending migrations in order, each in its own transaction. Safe to "
+        "run from several processes at once: they take turns under a lock. "
+        f"{DATABASE_HELP}",
+    )
+    add(
+        "dev",
+        cmd_dev,
+        "run everything locally: database, migrations, API",
+        "Start an embedded PostgreSQL when DATABASE_URL is not set, apply "
+        "migrations, and serve the API, printing where it answers.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except ConfigError as exc:
+        _fail(str(exc))
+        code = 2
+    except (MigrationError, ProblemError) as exc:
+        _fail(str(exc))
+        code = 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _fail("stopped before shutdown finished")
+        code = 130
+    sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    for line in message.splitlines():
+        print(f"tuneyard: {line}", file=sys.stderr)

@@ -1,0 +1,201 @@
+"""The application on a real port: problems, request ids, access lines, readiness."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from service.app import create_app
+from service.config import load_settings
+from service.errors import Conflict
+from service.logs import configure_logging
+from service.resources import POOL
+
+from ..support import databases
+from ..support.proxy import DatabaseProxy
+
+
+@pytest.fixture
+def log_stream() -> io.StringIO:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    return stream
+
+
+def events(stream: io.StringIO, name: str) -> list[dict]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if line["event"] == name]
+
+
+async def _boom(request: web.Request) -> web.Response:
+    raise RuntimeError("secret internal detail")
+
+
+async def _conflict(request: web.Request) -> web.Response:
+    raise Conflict("training trn_1 has already finished")
+
+
+async def _query(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[POOL].fetchval("SELECT 1"))
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable]:
+    clients: list[TestClient] = []
+
+    async def start(database_url: str) -> TestClient:
+        settings = load_settings(_env_file=None, DATABASE_URL=database_url)
+        app = create_app(settings)
+        app.router.add_get("/test/boom", _boom)
+        app.router.add_get("/test/conflict", _conflict)
+        app.router.add_get("/test/query", _query)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(client_for: Callable, clean_database: str) -> TestClient:
+    return await client_for(clean_database)
+
+
+async def test_unexpected_error_is_a_500_problem_without_internals(
+    client: TestClient, log_stream: io.StringIO
+) -> None:
+    response = await client.get("/test/boom")
+
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["status"] == 500
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "secret internal detail" not in json.dumps(body)
+    assert "Traceback" not in json.dumps(body)
+    [logged] = events(log_stream, "unhandled_error")
+    assert logged["request_id"] == body["request_id"]
+
+
+async def test_problem_error_keeps_its_status_and_detail(client: TestClient) -> None:
+    response = await client.get("/test/conflict")
+
+    assert response.status == 409
+    assert await response.json() == {
+        "type": "/problems/conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "training trn_1 has already finished",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/no/such/path", 404), ("DELETE", "/healthz", 405)],
+)
+async def test_routing_errors_are_problems(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status == status
+    assert response.content_type == "application/problem+json"
+    assert (await response.json())["status"] == status
+
+
+async def test_request_id_sent_by_caller_is_returned_and_logged(
+    client: TestClient, log_stream: io.StringIO
+) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "caller-42"})
+
+    assert response.headers["X-Request-ID"] == "caller-42"
+    [access] = events(log_stream, "http_request")
+    assert access["request_id"] == "caller-42"
+    assert (access["method"], access["path"], access["status"]) == (
+        "GET",
+        "/healthz",
+        200,
+    )
+
+
+@pytest.mark.parametrize("sent", ["has spaces", "x" * 129, "semi;colon", ""])
+async def test_unsafe_request_id_is_replaced(client: TestClient, sent: str) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": sent})
+
+    returned = response.headers["X-Request-ID"]
+    assert returned != sent
+    assert len(returned) == 32
+
+
+async def test_one_access_line_per_request(
+    client: TestClient, log_stream: io.StringIO
+) -> None:
+    for _ in range(3):
+        await client.get("/healthz")
+    await client.get("/missing")
+
+    lines = events(log_stream, "http_request")
+    assert [line["status"] for line in lines] == [200, 200, 200, 404]
+    assert len({line["request_id"] for line in lines}) == 4
+
+
+async def test_readyz_answers_ready_when_database_is_current(
+    client: TestClient,
+) -> None:
+    response = await client.get("/readyz")
+
+    assert response.status == 200
+    assert await response.json() == {"status": "ready"}
+
+
+async def test_readyz_fails_while_database_is_down_and_recovers(
+    client_for: Callable, proxied_database_url: str, db_proxy: DatabaseProxy
+) -> None:
+    client = await client_for(proxied_database_url)
+    assert (await client.get("/readyz")).status == 200
+
+    await db_proxy.cut()
+    down = await client.get("/readyz")
+    query_down = await client.get("/test/query")
+    await db_proxy.restore()
+    up = await client.get("/readyz")
+
+    assert down.status == 503
+    assert down.content_type == "application/problem+json"
+    assert "database unreachable" in (await down.json())["detail"]
+    assert query_down.status == 503
+    assert query_down.headers["Retry-After"] == "1"
+    assert up.status == 200
+
+
+@pytest.mark.parametrize(
+    ("tamper", "detail"),
+    [
+        ("UPDATE schema_migrations SET checksum = 'edited'", "was changed after"),
+        ("DELETE FROM schema_migrations", "not applied: 0001_initial.sql"),
+    ],
+)
+async def test_readyz_fails_when_migrations_are_not_current(
+    client_for: Callable, empty_database: str, tamper: str, detail: str
+) -> None:
+    await databases.migrate(empty_database)
+    client = await client_for(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute(tamper)
+    finally:
+        await conn.close()
+
+    response = await client.get("/readyz")
+
+    assert response.status == 503
+    assert detail in (await response.json())["detail"]
