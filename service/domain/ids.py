@@ -1,0 +1,28 @@
+"""Tuneyard's own identifiers: a prefix and a ULID, so they sort by creation time.
+
+`trn_01JE...` sorts after every training made earlier, which makes "newest first"
+an index scan on the primary key and a page cursor a plain id.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+# Crockford's base32: no I, L, O or U, so ids survive being read aloud or retyped.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(now_ms: int | None = None) -> str:
+    """A 26-character ULID: 48 bits of milliseconds, then 80 random bits."""
+    timestamp = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (timestamp << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_ALPHABET[index])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{ulid()}"
