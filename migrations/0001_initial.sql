@@ -40,7 +40,15 @@ CREATE TABLE trainings (
     error                text,
     version_id           text,
     attempts             integer NOT NULL DEFAULT 0,
+    -- When a worker next looks at the training: the submitter while it is queued,
+    -- the reconciler (if no webhook came) while it runs on Replicate.
     next_attempt_at      timestamptz NOT NULL DEFAULT now(),
+    -- The worker's claim on the training while it works on it. Writes that decide
+    -- whether a create may be sent check it, so a worker whose lease ran out can
+    -- never act on a training another worker has claimed since.
+    claim_token          uuid,
+    -- Why the last submission attempt did not get through, while it is retried.
+    last_attempt_error   text,
     -- Set, and committed, before each create is sent. While it is set and
     -- replicate_id is not, a create may exist on Replicate: the submission is
     -- unsettled and must be resolved before another create is sent.
@@ -59,8 +67,8 @@ CREATE UNIQUE INDEX trainings_idempotency_key
     ON trainings (caller, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- The submitter's queue.
 CREATE INDEX trainings_due ON trainings (next_attempt_at) WHERE status = 'queued';
--- The reconciler's view: trainings on Replicate that have not finished.
-CREATE INDEX trainings_in_flight ON trainings (last_event_at)
+-- The reconciler's queue: trainings on Replicate that have not finished.
+CREATE INDEX trainings_in_flight ON trainings (next_attempt_at)
     WHERE status IN ('submitted', 'running');
 CREATE INDEX trainings_by_destination
     ON trainings (destination_owner, destination_name, id DESC);

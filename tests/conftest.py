@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from service.store.embedded import EmbeddedPostgres
+from service.store.pool import create_pool
 
 from .support import databases
 from .support.proxy import DatabaseProxy
@@ -64,8 +65,10 @@ async def empty_database(server_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pool(clean_database: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(clean_database, min_size=1, max_size=4) as pool:
-        yield pool
+    """A pool set up as the service sets up its own (JSON codecs included)."""
+    pool = await create_pool(clean_database, max_size=8)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

@@ -1,0 +1,639 @@
+"""Trainings and their events: every query, and the one function that changes a
+training's state.
+
+`apply_report` is that function. A webhook, a poll, the submitter's create answer
+and a cancel all arrive as a `Report`; it records the event (a repeated webhook-id
+is a no-op), asks `domain.status.advance` whether the status moves, and writes the
+training, and on success its version, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+
+from ..domain.names import ModelRef
+from ..domain.status import Status, advance, from_replicate
+from ..logs import get_logger
+from ..replicate.models import Training
+
+log = get_logger()
+
+QUEUED_CHANNEL = "tuneyard_trainings_queued"
+
+Source = Literal["webhook", "poll", "submitter", "cancel"]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    id: str
+    caller: str
+    idempotency_key: str | None
+    request_hash: str
+    destination_owner: str
+    destination_name: str
+    trainer: str
+    input: dict[str, Any]
+    destination_settings: dict[str, Any] | None
+    metadata: dict[str, str]
+    callback_url: str | None
+    status: Status
+    replicate_status: str | None
+    replicate_id: str | None
+    error: str | None
+    version_id: str | None
+    attempts: int
+    next_attempt_at: datetime
+    claim_token: uuid.UUID | None
+    last_attempt_error: str | None
+    create_sent_at: datetime | None
+    cancel_requested_at: datetime | None
+    last_event_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> TrainingRecord:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+    @property
+    def destination(self) -> ModelRef:
+        return ModelRef(self.destination_owner, self.destination_name)
+
+    @property
+    def is_unsettled(self) -> bool:
+        """A create was sent and its outcome is not known yet."""
+        return self.create_sent_at is not None and self.replicate_id is None
+
+
+@dataclass(frozen=True)
+class NewTraining:
+    id: str
+    caller: str
+    idempotency_key: str | None
+    request_hash: str
+    destination: ModelRef
+    trainer: str
+    input: dict[str, Any]
+    destination_settings: dict[str, Any] | None
+    metadata: dict[str, str]
+    callback_url: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What was learned about a training, and from where.
+
+    `training` is Replicate's object when there is one; `status` overrides the
+    status read from it (the submitter failing a training Replicate refused, a
+    cancel of a training Replicate never saw).
+    """
+
+    source: Source
+    training: Training | None = None
+    webhook_id: str | None = None
+    status: Status | None = None
+    error: str | None = None
+    body: dict[str, Any] | None = None
+
+    @property
+    def reported_status(self) -> Status | None:
+        if self.status is not None:
+            return self.status
+        return from_replicate(self.training.status if self.training else None)
+
+    @property
+    def replicate_id(self) -> str | None:
+        return self.training.id if self.training else None
+
+    def event_body(self) -> dict[str, Any]:
+        if self.body is not None:
+            return self.body
+        if self.training is not None:
+            return self.training.raw()
+        return {"status": self.status, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    training: TrainingRecord | None
+    duplicate: bool = False
+    moved: bool = False
+    version_recorded: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# Queries -------------------------------------------------------------------
+
+INSERT_DESTINATION = """
+INSERT INTO destinations (owner, name) VALUES ($1, $2)
+ON CONFLICT (owner, name) DO NOTHING
+"""
+
+INSERT_TRAINING = """
+INSERT INTO trainings (
+    id, caller, idempotency_key, request_hash, destination_owner, destination_name,
+    trainer, input, destination_settings, metadata, callback_url
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (caller, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *
+"""
+
+SELECT_BY_IDEMPOTENCY_KEY = """
+SELECT * FROM trainings WHERE caller = $1 AND idempotency_key = $2
+"""
+
+NOTIFY_QUEUED = "SELECT pg_notify($1, $2)"
+
+SELECT_TRAINING = "SELECT * FROM trainings WHERE id = $1"
+SELECT_TRAINING_FOR_UPDATE = "SELECT * FROM trainings WHERE id = $1 FOR UPDATE"
+SELECT_BY_REPLICATE_ID_FOR_UPDATE = """
+SELECT * FROM trainings WHERE replicate_id = $1 FOR UPDATE
+"""
+
+INSERT_EVENT = """
+INSERT INTO training_events
+    (training_id, replicate_id, webhook_id, source, status, applied, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (webhook_id) DO NOTHING
+RETURNING id
+"""
+
+UPDATE_STATE = """
+UPDATE trainings SET
+    status = $2,
+    replicate_id = $3,
+    replicate_status = $4,
+    error = $5,
+    version_id = $6,
+    submitted_at = $7,
+    started_at = $8,
+    completed_at = $9,
+    next_attempt_at = $10,
+    create_sent_at = $11,
+    last_attempt_error = $12,
+    last_event_at = now(),
+    updated_at = now()
+WHERE id = $1
+RETURNING *
+"""
+
+INSERT_VERSION = """
+INSERT INTO versions (owner, name, version_id, training_id, weights_url, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (owner, name, version_id) DO NOTHING
+RETURNING version_id
+"""
+
+SELECT_EVENTS = """
+SELECT id, source, status, webhook_id, replicate_id, applied, body, received_at
+FROM training_events
+WHERE training_id = $1 AND id > $2
+ORDER BY id
+LIMIT $3
+"""
+
+
+# Intake --------------------------------------------------------------------
+
+
+async def insert(conn: asyncpg.Connection, new: NewTraining) -> TrainingRecord | None:
+    """Record a queued training and wake the submitters, in one transaction.
+
+    Returns None when the caller already used this idempotency key.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            INSERT_DESTINATION, new.destination.owner, new.destination.name
+        )
+        row = await conn.fetchrow(
+            INSERT_TRAINING,
+            new.id,
+            new.caller,
+            new.idempotency_key,
+            new.request_hash,
+            new.destination.owner,
+            new.destination.name,
+            new.trainer,
+            new.input,
+            new.destination_settings,
+            new.metadata,
+            new.callback_url,
+        )
+        if row is None:
+            return None
+        # Delivered at commit, so a submitter never wakes before the row is visible.
+        await conn.execute(NOTIFY_QUEUED, QUEUED_CHANNEL, new.id)
+    return TrainingRecord.from_row(row)
+
+
+async def by_idempotency_key(
+    conn: asyncpg.Connection, caller: str, key: str
+) -> TrainingRecord | None:
+    row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, caller, key)
+    return None if row is None else TrainingRecord.from_row(row)
+
+
+async def get(conn: asyncpg.Connection, training_id: str) -> TrainingRecord | None:
+    row = await conn.fetchrow(SELECT_TRAINING, training_id)
+    return None if row is None else TrainingRecord.from_row(row)
+
+
+async def lock(conn: asyncpg.Connection, training_id: str) -> TrainingRecord | None:
+    row = await conn.fetchrow(SELECT_TRAINING_FOR_UPDATE, training_id)
+    return None if row is None else TrainingRecord.from_row(row)
+
+
+# Listing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingFilter:
+    statuses: tuple[Status, ...] = ()
+    destination: ModelRef | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    caller: str | None = None
+
+
+async def page(
+    conn: asyncpg.Connection, where: TrainingFilter, *, before: str | None, limit: int
+) -> list[TrainingRecord]:
+    """Newest first: ids are ULIDs, so `id < before` continues after a cursor."""
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if where.statuses:
+        clauses.append(f"status = ANY({param([s.value for s in where.statuses])})")
+    if where.destination is not None:
+        clauses.append(
+            f"destination_owner = {param(where.destination.owner)} "
+            f"AND destination_name = {param(where.destination.name)}"
+        )
+    if where.metadata:
+        clauses.append(f"metadata @> {param(where.metadata)}::jsonb")
+    if where.caller is not None:
+        clauses.append(f"caller = {param(where.caller)}")
+    if before is not None:
+        clauses.append(f"id < {param(before)}")
+    sql = "SELECT * FROM trainings"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY id DESC LIMIT {param(limit)}"
+    return [TrainingRecord.from_row(row) for row in await conn.fetch(sql, *args)]
+
+
+async def events(
+    conn: asyncpg.Connection, training_id: str, *, after: int = 0, limit: int = 1000
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_EVENTS, training_id, after, limit)
+
+
+# The submitter's and the reconciler's queues -------------------------------
+
+CLAIM_QUEUED = """
+WITH due AS (
+    SELECT id FROM trainings
+    WHERE status = 'queued' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE trainings t
+SET next_attempt_at = now() + make_interval(secs => $2), claim_token = $3
+FROM due WHERE t.id = due.id
+RETURNING t.*
+"""
+
+CLAIM_IN_FLIGHT = """
+WITH due AS (
+    SELECT id FROM trainings
+    WHERE status IN ('submitted', 'running') AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE trainings t
+SET next_attempt_at = now() + make_interval(secs => $2), claim_token = $3
+FROM due WHERE t.id = due.id
+RETURNING t.*
+"""
+
+NEXT_DUE = """
+SELECT min(next_attempt_at) FROM trainings WHERE status = ANY($1)
+"""
+
+MARK_CREATE_SENT = """
+UPDATE trainings
+SET create_sent_at = now(), attempts = attempts + 1, updated_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'queued'
+  AND replicate_id IS NULL AND cancel_requested_at IS NULL
+RETURNING create_sent_at
+"""
+
+RESCHEDULE = """
+UPDATE trainings
+SET next_attempt_at = now() + make_interval(secs => $3),
+    last_attempt_error = $4,
+    create_sent_at = CASE WHEN $5 THEN NULL ELSE create_sent_at END,
+    updated_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'queued'
+"""
+
+SELECT_TAKEN_REPLICATE_IDS = """
+SELECT replicate_id FROM trainings WHERE replicate_id = ANY($1)
+"""
+
+REQUEST_CANCEL = """
+UPDATE trainings SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+    updated_at = now()
+WHERE id = $1
+RETURNING *
+"""
+
+
+async def claim_queued(
+    conn: asyncpg.Connection, limit: int, lease: float, token: uuid.UUID
+) -> list[TrainingRecord]:
+    """Take up to `limit` due queued trainings for `lease` seconds."""
+    rows = await conn.fetch(CLAIM_QUEUED, limit, lease, token)
+    return [TrainingRecord.from_row(row) for row in rows]
+
+
+async def claim_in_flight(
+    conn: asyncpg.Connection, limit: int, lease: float, token: uuid.UUID
+) -> list[TrainingRecord]:
+    """Take up to `limit` running trainings that have been quiet long enough."""
+    rows = await conn.fetch(CLAIM_IN_FLIGHT, limit, lease, token)
+    return [TrainingRecord.from_row(row) for row in rows]
+
+
+async def next_due(conn: asyncpg.Connection, statuses: list[Status]) -> datetime | None:
+    return await conn.fetchval(NEXT_DUE, [s.value for s in statuses])
+
+
+async def mark_create_sent(
+    conn: asyncpg.Connection, training_id: str, token: uuid.UUID
+) -> bool:
+    """Commit that a create is about to be sent; False if the claim was lost or
+    the training was cancelled meanwhile, in which case nothing may be sent."""
+    return await conn.fetchval(MARK_CREATE_SENT, training_id, token) is not None
+
+
+async def reschedule(
+    conn: asyncpg.Connection,
+    training_id: str,
+    token: uuid.UUID,
+    *,
+    delay: float,
+    error: str | None,
+    create_absent: bool,
+) -> None:
+    """Try again after `delay` seconds. `create_absent` says no create exists on
+    Replicate (none was sent, or one was shown never to have arrived)."""
+    await conn.execute(RESCHEDULE, training_id, token, delay, error, create_absent)
+
+
+async def taken_replicate_ids(conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+    rows = await conn.fetch(SELECT_TAKEN_REPLICATE_IDS, ids)
+    return {row["replicate_id"] for row in rows}
+
+
+async def request_cancel(
+    conn: asyncpg.Connection, training_id: str
+) -> TrainingRecord | None:
+    row = await conn.fetchrow(REQUEST_CANCEL, training_id)
+    return None if row is None else TrainingRecord.from_row(row)
+
+
+# State changes -------------------------------------------------------------
+
+
+async def apply_report(
+    conn: asyncpg.Connection,
+    report: Report,
+    *,
+    training_id: str | None = None,
+    poll_after: timedelta,
+) -> Outcome:
+    """Apply what was learned about a training; call inside a transaction.
+
+    The training is found by Tuneyard's id when given, else by Replicate's. A
+    webhook for a training whose create answer was lost names Tuneyard's id in
+    its URL: the first report carrying a Replicate id settles that create.
+    """
+    record = await _find_for_update(conn, report, training_id)
+    if record is None:
+        duplicate = not await _record_event(conn, None, report, applied=False)
+        if not duplicate:
+            log.warning(
+                "training_unknown",
+                replicate_id=report.replicate_id,
+                source=report.source,
+                training_id=training_id,
+            )
+        return Outcome(None, duplicate=duplicate)
+
+    replicate_id = record.replicate_id
+    if report.replicate_id is not None and replicate_id is None:
+        replicate_id = report.replicate_id
+    elif report.replicate_id not in (None, replicate_id):
+        # A second Replicate training for one Tuneyard training: never expected,
+        # since creates are settled before they are repeated. Keep the first.
+        await _record_event(conn, None, report, applied=False)
+        log.error(
+            "training_second_replicate_id",
+            training_id=record.id,
+            replicate_id=replicate_id,
+            other_replicate_id=report.replicate_id,
+        )
+        return Outcome(record, notes=["second_replicate_id"])
+
+    settled = record.replicate_id is None and replicate_id is not None
+    new_status = advance(record.status, report.reported_status)
+    if settled and new_status is None:
+        # Replicate has the training, whatever status it reports.
+        new_status = advance(record.status, Status.SUBMITTED)
+    news = new_status is not None or settled or _has_news(record, report)
+    # Webhooks are always kept: the webhook-id is the dedupe, and the trail shows
+    # what arrived. A poll that changed nothing is not worth a row.
+    keep = report.webhook_id is not None or news
+    if keep and not await _record_event(conn, record.id, report, applied=news):
+        return Outcome(record, duplicate=True)
+    if not news:
+        return Outcome(record)
+
+    now = datetime.now(UTC)
+    status = new_status or record.status
+    replicate_status = record.replicate_status
+    if report.training is not None and (new_status or report.reported_status is None):
+        # Keep Replicate's word, including statuses Tuneyard does not know yet,
+        # unless it is an old status arriving late.
+        replicate_status = report.training.status
+
+    version_id = record.version_id
+    version_recorded = False
+    error = record.error
+    if new_status is Status.SUCCEEDED and report.training is not None:
+        version_id, version_recorded = await _record_version(
+            conn, record, report.training
+        )
+    if new_status is Status.FAILED:
+        error = report.error or (
+            report.training.error_message if report.training else None
+        )
+    if new_status is Status.CANCELED:
+        error = report.error or error
+
+    submitted_at = record.submitted_at
+    if replicate_id is not None and submitted_at is None:
+        submitted_at = now
+    started_at = record.started_at
+    if status in (Status.RUNNING, Status.SUCCEEDED) and started_at is None:
+        started_at = _replicate_time(report, "started_at") or now
+    completed_at = record.completed_at
+    if status.is_terminal and completed_at is None:
+        completed_at = _replicate_time(report, "completed_at") or now
+
+    row = await conn.fetchrow(
+        UPDATE_STATE,
+        record.id,
+        status.value,
+        replicate_id,
+        replicate_status,
+        error,
+        version_id,
+        submitted_at,
+        started_at,
+        completed_at,
+        # A quiet training is polled once this passes; news pushes it back.
+        now + poll_after if status in (Status.SUBMITTED, Status.RUNNING) else now,
+        record.create_sent_at if replicate_id is None else None,
+        record.last_attempt_error if status is Status.QUEUED else None,
+    )
+    updated = TrainingRecord.from_row(row)
+    if new_status is not None:
+        log.info(
+            "training_status_changed",
+            training_id=record.id,
+            replicate_id=replicate_id,
+            source=report.source,
+            previous=record.status.value,
+            status=status.value,
+        )
+    elif settled:
+        log.info(
+            "training_create_settled",
+            training_id=record.id,
+            replicate_id=replicate_id,
+            source=report.source,
+        )
+    return Outcome(
+        updated, moved=new_status is not None, version_recorded=version_recorded
+    )
+
+
+async def _find_for_update(
+    conn: asyncpg.Connection, report: Report, training_id: str | None
+) -> TrainingRecord | None:
+    if report.replicate_id is not None:
+        row = await conn.fetchrow(
+            SELECT_BY_REPLICATE_ID_FOR_UPDATE, report.replicate_id
+        )
+        if row is not None:
+            return TrainingRecord.from_row(row)
+    if training_id is None:
+        return None
+    return await lock(conn, training_id)
+
+
+async def _record_event(
+    conn: asyncpg.Connection, training_id: str | None, report: Report, *, applied: bool
+) -> bool:
+    """Store the event; False when its webhook-id was seen before."""
+    event_id = await conn.fetchval(
+        INSERT_EVENT,
+        training_id,
+        report.replicate_id,
+        report.webhook_id,
+        report.source,
+        report.training.status if report.training else (report.status or None),
+        applied,
+        report.event_body(),
+    )
+    return event_id is not None
+
+
+def _has_news(record: TrainingRecord, report: Report) -> bool:
+    """A report that moves nothing may still carry a status Tuneyard does not know."""
+    return (
+        report.training is not None
+        and report.reported_status is None
+        and not record.status.is_terminal
+        and report.training.status != record.replicate_status
+    )
+
+
+async def _record_version(
+    conn: asyncpg.Connection, record: TrainingRecord, training: Training
+) -> tuple[str | None, bool]:
+    produced = training.output_version
+    if produced is None:
+        log.error("training_succeeded_without_version", training_id=record.id)
+        return None, False
+    destination, version_id = produced
+    if destination != record.destination:
+        log.error(
+            "training_version_elsewhere",
+            training_id=record.id,
+            destination=str(record.destination),
+            output_destination=str(destination),
+        )
+        return None, False
+    created_at = parse_time(training.completed_at) or datetime.now(UTC)
+    inserted = await conn.fetchval(
+        INSERT_VERSION,
+        destination.owner,
+        destination.name,
+        version_id,
+        record.id,
+        training.weights_url,
+        created_at,
+    )
+    if inserted is not None:
+        log.info(
+            "version_recorded",
+            training_id=record.id,
+            destination=str(destination),
+            version_id=version_id,
+        )
+    return version_id, inserted is not None
+
+
+def _replicate_time(report: Report, name: str) -> datetime | None:
+    if report.training is None:
+        return None
+    return parse_time(getattr(report.training, name))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

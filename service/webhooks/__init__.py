@@ -1,0 +1,1 @@
+"""Standard Webhooks: verifying Replicate's, signing Tuneyard's own."""
