@@ -36,7 +36,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    with runtime.database(_settings()) as settings:
+    settings = _settings()
+    settings.require("REPLICATE_API_TOKEN", "TUNEYARD_PUBLIC_URL", command="serve")
+    with runtime.database(settings) as settings:
         asyncio.run(runtime.serve(create_app(settings), settings))
     return 0
 

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .webhooks.verify import decode_secret
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
@@ -53,6 +54,43 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, alias="TUNEYARD_DB_POOL_SIZE", ge=2, le=200)
 
+    # What a destination is created with when a training does not say.
+    default_visibility: Literal["public", "private"] = Field(
+        default="private", alias="TUNEYARD_DEFAULT_VISIBILITY"
+    )
+    default_hardware: str = Field(
+        default="cpu", alias="TUNEYARD_DEFAULT_HARDWARE", pattern=r"^[a-z0-9-]+$"
+    )
+
+    # Background work; every replica runs it unless told not to.
+    workers: bool = Field(default=True, alias="TUNEYARD_WORKERS")
+    submit_concurrency: int = Field(
+        default=8, alias="TUNEYARD_SUBMIT_CONCURRENCY", ge=1, le=256
+    )
+    worker_poll_interval: float = Field(
+        default=5.0, alias="TUNEYARD_WORKER_POLL_INTERVAL", gt=0, le=3600
+    )
+    reconcile_after: float = Field(
+        default=120.0, alias="TUNEYARD_RECONCILE_AFTER", gt=0, le=86400
+    )
+    settle_window: float = Field(
+        default=60.0, alias="TUNEYARD_SETTLE_WINDOW", gt=0, le=3600
+    )
+
+    # Calls to Replicate.
+    replicate_timeout: float = Field(
+        default=30.0, alias="TUNEYARD_REPLICATE_TIMEOUT", gt=0, le=600
+    )
+    replicate_rate_limit: float = Field(
+        default=2400, alias="TUNEYARD_REPLICATE_RATE_LIMIT", gt=0
+    )
+    replicate_create_rate_limit: float = Field(
+        default=540, alias="TUNEYARD_REPLICATE_CREATE_RATE_LIMIT", gt=0
+    )
+    webhook_max_bytes: int = Field(
+        default=16 * 1024 * 1024, alias="TUNEYARD_WEBHOOK_MAX_BYTES", ge=1024
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -77,9 +115,44 @@ class Settings(BaseSettings):
         for secret in value.get_secret_value().split(","):
             if not secret.strip().startswith("whsec_"):
                 raise ValueError("each comma-separated secret must start with whsec_")
+            try:
+                decode_secret(secret)
+            except ValueError:
+                raise ValueError(
+                    "each comma-separated secret must be whsec_ and base64"
+                ) from None
         return value
 
-    @field_validator("replicate_api_token", "database_url", mode="before")
+    @property
+    def webhook_secrets(self) -> list[str]:
+        if self.replicate_webhook_secret is None:
+            return []
+        raw = self.replicate_webhook_secret.get_secret_value()
+        return [secret.strip() for secret in raw.split(",") if secret.strip()]
+
+    def webhook_url(self, training_id: str) -> str:
+        """Where Replicate sends a training's webhooks; the id settles lost creates."""
+        assert self.public_url is not None
+        return f"{self.public_url}/webhooks/replicate?training_id={training_id}"
+
+    def require(self, *variables: str, command: str) -> None:
+        """Stop the start if `command` needs a variable that is not set."""
+        by_alias = {f.alias: name for name, f in type(self).model_fields.items()}
+        missing = [v for v in variables if getattr(self, by_alias[v]) is None]
+        if missing:
+            raise ConfigError(
+                "\n".join(
+                    f"{v}: not set; `tuneyard {command}` needs it" for v in missing
+                )
+            )
+
+    @field_validator(
+        "replicate_api_token",
+        "database_url",
+        "replicate_webhook_secret",
+        "public_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -6,6 +6,9 @@ first request, closed after the last one has finished.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,13 +17,33 @@ from aiohttp import web
 
 from .config import Settings
 from .errors import ConfigError
+from .logs import get_logger
+from .replicate.client import ReplicateClient
+from .replicate.errors import ReplicateError
+from .replicate.ratelimit import RateLimiter
 from .store import migrations
 from .store.pool import create_pool
+from .webhooks.verify import WebhookVerifier
+from .workers.base import Worker
+from .workers.reconciler import Reconciler
+from .workers.submitter import Submitter
+
+log = get_logger()
+
+
+class WebhookSecrets:
+    """The verifier of Replicate's webhooks, once a secret is known."""
+
+    verifier: WebhookVerifier | None = None
+
 
 SETTINGS = web.AppKey("settings", Settings)
 MIGRATIONS = web.AppKey("migrations", list[migrations.Migration])
 POOL = web.AppKey("pool", asyncpg.Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+REPLICATE = web.AppKey("replicate", ReplicateClient)
+WEBHOOK_SECRETS = web.AppKey("webhook_secrets", WebhookSecrets)
+WORKERS = web.AppKey("workers", list[Worker])
 
 
 async def database_pool(app: web.Application) -> AsyncIterator[None]:
@@ -48,3 +71,73 @@ async def http_session(app: web.Application) -> AsyncIterator[None]:
     ) as session:
         app[HTTP] = session
         yield
+
+
+async def replicate_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.replicate_api_token is None:
+        raise ConfigError("REPLICATE_API_TOKEN: not set")
+    app[REPLICATE] = ReplicateClient(
+        app[HTTP],
+        settings.replicate_base_url,
+        settings.replicate_api_token,
+        limiter=RateLimiter(
+            settings.replicate_rate_limit, settings.replicate_create_rate_limit
+        ),
+        timeout=settings.replicate_timeout,
+    )
+    yield
+
+
+async def webhook_secrets(app: web.Application) -> AsyncIterator[None]:
+    """The configured secrets, else the account's own, fetched from Replicate.
+
+    A fetch that fails does not stop the start: webhooks are answered 503 until
+    it succeeds (Replicate retries them) and the reconciler covers the gap.
+    """
+    secrets = WebhookSecrets()
+    app[WEBHOOK_SECRETS] = secrets
+    configured = app[SETTINGS].webhook_secrets
+    if configured:
+        secrets.verifier = WebhookVerifier(configured)
+        yield
+        return
+    task = asyncio.create_task(_fetch_webhook_secret(app[REPLICATE], secrets))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _fetch_webhook_secret(
+    client: ReplicateClient, secrets: WebhookSecrets
+) -> None:
+    delay = 1.0
+    while True:
+        try:
+            secret = await client.default_webhook_secret()
+        except ReplicateError as exc:
+            log.warning("webhook_secret_unavailable", error=exc.detail, retry_in=delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 60.0)
+            continue
+        secrets.verifier = WebhookVerifier([secret.get_secret_value()])
+        log.info("webhook_secret_loaded")
+        return
+
+
+async def workers(app: web.Application) -> AsyncIterator[None]:
+    """The submitter and reconciler, unless TUNEYARD_WORKERS is off."""
+    settings = app[SETTINGS]
+    running: list[Worker] = []
+    app[WORKERS] = running
+    if settings.workers:
+        assert settings.database_url is not None
+        dsn = settings.database_url.get_secret_value()
+        for worker_type in (Submitter, Reconciler):
+            worker = worker_type(app[POOL], dsn, app[REPLICATE], settings)
+            worker.start()
+            running.append(worker)
+    yield
+    for worker in running:
+        await worker.stop(grace=settings.shutdown_timeout)

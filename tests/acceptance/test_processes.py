@@ -12,11 +12,21 @@ import pytest
 from ..support.processes import TuneyardProcess
 from ..support.proxy import DatabaseProxy
 
+# What `serve` needs besides a database. Nothing here reaches Replicate.
+SERVE = {
+    "REPLICATE_API_TOKEN": "r8_acceptance",
+    "REPLICATE_BASE_URL": "http://127.0.0.1:9",
+    "REPLICATE_WEBHOOK_SECRET": "whsec_YWNjZXB0YW5jZS10ZXN0cy1zZWNyZXQ=",
+    "TUNEYARD_PUBLIC_URL": "http://127.0.0.1:9",
+}
+
 
 async def test_serve_answers_health_and_readiness(
     tmp_path: Path, clean_database: str
 ) -> None:
-    service = TuneyardProcess(tmp_path, "serve", DATABASE_URL=clean_database).start()
+    service = TuneyardProcess(
+        tmp_path, "serve", DATABASE_URL=clean_database, **SERVE
+    ).start()
     try:
         await service.wait_healthy()
         async with (
@@ -32,7 +42,9 @@ async def test_serve_answers_health_and_readiness(
 async def test_serve_refuses_to_start_with_pending_migrations(
     tmp_path: Path, empty_database: str
 ) -> None:
-    service = TuneyardProcess(tmp_path, "serve", DATABASE_URL=empty_database).start()
+    service = TuneyardProcess(
+        tmp_path, "serve", DATABASE_URL=empty_database, **SERVE
+    ).start()
 
     code = await service.wait()
 
@@ -46,7 +58,7 @@ async def test_sigterm_lets_a_request_in_flight_finish(
     tmp_path: Path, proxied_database_url: str, db_proxy: DatabaseProxy
 ) -> None:
     service = TuneyardProcess(
-        tmp_path, "serve", DATABASE_URL=proxied_database_url
+        tmp_path, "serve", DATABASE_URL=proxied_database_url, **SERVE
     ).start()
     await service.wait_healthy()
     async with aiohttp.ClientSession() as http:
@@ -66,6 +78,18 @@ async def test_sigterm_lets_a_request_in_flight_finish(
     assert await service.wait() == 0
     names = [event["event"] for event in service.events()]
     assert names.index("shutdown_started") < names.index("server_stopped")
+
+
+async def test_serve_names_each_missing_setting_it_needs(tmp_path: Path) -> None:
+    service = TuneyardProcess(
+        tmp_path, "serve", DATABASE_URL="postgresql://x/y"
+    ).start()
+
+    assert await service.wait() == 2
+    assert service.output.strip().splitlines() == [
+        "tuneyard: REPLICATE_API_TOKEN: not set; `tuneyard serve` needs it",
+        "tuneyard: TUNEYARD_PUBLIC_URL: not set; `tuneyard serve` needs it",
+    ]
 
 
 async def test_two_migrate_processes_apply_each_migration_once(

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import load_settings
 from service.errors import Conflict
 from service.logs import configure_logging
 from service.resources import POOL
 
 from ..support import databases
 from ..support.proxy import DatabaseProxy
+from .conftest import AppFactory
 
 
 @pytest.fixture
@@ -45,24 +44,20 @@ async def _query(request: web.Request) -> web.Response:
     return web.json_response(await request.app[POOL].fetchval("SELECT 1"))
 
 
+def _add_test_routes(app: web.Application) -> None:
+    app.router.add_get("/test/boom", _boom)
+    app.router.add_get("/test/conflict", _conflict)
+    app.router.add_get("/test/query", _query)
+
+
 @pytest.fixture
-async def client_for() -> AsyncIterator[Callable]:
-    clients: list[TestClient] = []
+def client_for(app_client: AppFactory) -> Callable[[str], Awaitable[TestClient]]:
+    """The app with routes that fail in known ways, for the middleware's sake."""
 
     async def start(database_url: str) -> TestClient:
-        settings = load_settings(_env_file=None, DATABASE_URL=database_url)
-        app = create_app(settings)
-        app.router.add_get("/test/boom", _boom)
-        app.router.add_get("/test/conflict", _conflict)
-        app.router.add_get("/test/query", _query)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await app_client(database_url, prepare=_add_test_routes)
 
-    yield start
-    for client in clients:
-        await client.close()
+    return start
 
 
 @pytest.fixture

@@ -1,0 +1,126 @@
+"""Reading requests: bounded bodies, JSON into pydantic models, cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from yarl import URL
+
+from ..errors import InvalidRequest, ProblemError, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+# A training request is a few kilobytes; a megabyte leaves room for large inputs
+# while keeping one request from holding much memory.
+MAX_JSON_BODY = 1024 * 1024
+
+
+class PayloadTooLarge(ProblemError):
+    """The body is larger than this endpoint accepts."""
+
+    status = 413
+    title = "Payload too large"
+    type = "/problems/payload-too-large"
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes before reading them all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(
+    request: web.Request, model: type[M], *, limit: int = MAX_JSON_BODY
+) -> M:
+    """The body parsed and validated as `model`, or a problem naming each field."""
+    raw = await read_body(request, limit)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body must be a JSON object") from None
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+def validation_problem(exc: ValidationError) -> ValidationFailed:
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "body",
+            "message": error["msg"].removeprefix("Value error, "),
+        }
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ValidationFailed(
+        f"{first['field']}: {first['message']}{more}", errors=errors
+    )
+
+
+def query_int(
+    request: web.Request, name: str, default: int, low: int, high: int
+) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
+def encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode_cursor(request: web.Request) -> str | None:
+    """The position a `cursor` parameter stands for; the cursor itself is opaque."""
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        padded = (raw + "=" * (-len(raw) % 4)).encode()
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("cursor is not one this API gave out") from None
+
+
+def next_link(request: web.Request, position: str | None) -> str | None:
+    """The absolute URL of the next page: this request's, with a new cursor."""
+    if position is None:
+        return None
+    url: URL = request.url.update_query(cursor=encode_cursor(position))
+    return str(url)
+
+
+def json_response(
+    model: BaseModel, *, status: int = 200, **kwargs: Any
+) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(),
+        status=status,
+        content_type="application/json",
+        **kwargs,
+    )

@@ -1,0 +1,80 @@
+"""POST /webhooks/replicate: Replicate's signed reports on a training.
+
+Verified over the raw body, recorded in one short transaction, answered at once.
+Anything that cannot be verified or read is a 4xx problem; a training Tuneyard does
+not know, or a status it does not know, is still recorded and answered 200, since
+refusing it would only make Replicate retry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..errors import InvalidRequest, Unavailable
+from ..replicate.models import Training
+from ..resources import POOL, SETTINGS, WEBHOOK_SECRETS
+from ..store import trainings as store
+from ..store.trainings import Report
+from .requests import read_body
+
+routes = web.RouteTableDef()
+
+_TRAINING_ID = re.compile(r"^trn_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+@routes.post("/webhooks/replicate")
+async def receive_webhook(request: web.Request) -> web.Response:
+    verifier = request.app[WEBHOOK_SECRETS].verifier
+    if verifier is None:
+        # Only until the secret is fetched from Replicate at start. A 503 makes
+        # Replicate retry a terminal webhook; the reconciler covers the rest.
+        raise Unavailable("the webhook secret is not loaded yet; try again shortly")
+    settings = request.app[SETTINGS]
+    body = await read_body(request, settings.webhook_max_bytes)
+
+    verified = verifier.verify(request.headers, body)
+    training = _parse(body)
+    training_id = request.query.get("training_id")
+    if training_id is not None and not _TRAINING_ID.match(training_id):
+        training_id = None
+
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        outcome = await store.apply_report(
+            conn,
+            Report(
+                source="webhook",
+                training=training,
+                webhook_id=verified.webhook_id,
+                body=training.raw(),
+            ),
+            training_id=training_id,
+            poll_after=timedelta(seconds=settings.reconcile_after),
+        )
+
+    return web.json_response(
+        {
+            "received": True,
+            "duplicate": outcome.duplicate,
+            "known": bool(outcome.training),
+        }
+    )
+
+
+def _parse(body: bytes) -> Training:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the webhook body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the webhook body is not a training object")
+    try:
+        return Training.model_validate(payload)
+    except ValidationError:
+        raise InvalidRequest(
+            "the webhook body is not a training: it needs a string id and status"
+        ) from None

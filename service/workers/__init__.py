@@ -1,0 +1,1 @@
+"""Background loops run by every replica: submitter and reconciler."""

@@ -1,0 +1,91 @@
+"""The reconciler: asks Replicate about trainings that have gone quiet.
+
+A webhook can be lost (Tuneyard down when it was sent, a network fault, Replicate
+giving up its retries). A training that is on Replicate and has had no news for
+TUNEYARD_RECONCILE_AFTER seconds is fetched and the answer applied through the same
+function as a webhook, so a lost webhook still ends in the right status and
+version. A cancel that could not reach Replicate is retried here too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from structlog.contextvars import bind_contextvars
+
+from ..config import Settings
+from ..domain.status import Status
+from ..logs import get_logger
+from ..replicate.client import ReplicateClient
+from ..replicate.errors import ReplicateError
+from ..store import trainings as store
+from ..store.trainings import Report, TrainingRecord
+from .base import Worker
+
+log = get_logger()
+
+
+class Reconciler(Worker):
+    name = "reconciler"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        client: ReplicateClient,
+        settings: Settings,
+    ) -> None:
+        super().__init__(
+            pool,
+            dsn,
+            poll_interval=min(settings.worker_poll_interval, settings.reconcile_after),
+            concurrency=4,
+        )
+        self.client = client
+        self.quiet = settings.reconcile_after
+        self.poll_after = timedelta(seconds=settings.reconcile_after)
+
+    async def claim(self, limit: int) -> list[object]:
+        # The claim pushes the next look out by the quiet period, so a training
+        # whose poll fails is simply polled again later.
+        async with self.pool.acquire() as conn:
+            return list(
+                await store.claim_in_flight(conn, limit, self.quiet, self.token)
+            )
+
+    async def seconds_until_due(self) -> float | None:
+        async with self.pool.acquire() as conn:
+            due = await store.next_due(conn, [Status.SUBMITTED, Status.RUNNING])
+        if due is None:
+            return None
+        return (due - datetime.now(UTC)).total_seconds()
+
+    async def handle(self, item: object) -> None:
+        assert isinstance(item, TrainingRecord)
+        record = item
+        assert record.replicate_id is not None
+        bind_contextvars(training_id=record.id, replicate_id=record.replicate_id)
+        try:
+            if record.cancel_requested_at is not None:
+                training = await self.client.cancel_training(record.replicate_id)
+                source = "cancel"
+            else:
+                training = await self.client.get_training(record.replicate_id)
+                source = "poll"
+        except ReplicateError as exc:
+            log.warning("reconcile_failed", error=exc.detail)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            outcome = await store.apply_report(
+                conn,
+                Report(source=source, training=training),
+                training_id=record.id,
+                poll_after=self.poll_after,
+            )
+        log.info(
+            "training_reconciled",
+            action=source,
+            replicate_status=training.status,
+            moved=outcome.moved,
+        )

@@ -1,0 +1,173 @@
+"""POST /webhooks/replicate over real HTTP: verified, recorded once, never a 5xx."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ..support.factories import queued_training, replicate_training
+from ..support.webhooks import signed_webhook
+from .conftest import WEBHOOK_SECRET, AppFactory
+
+OTHER_SECRET = "whsec_" + base64.b64encode(b"another-secret-for-rotation!!").decode()
+
+
+def training_body(replicate_id: str, status: str) -> dict:
+    return replicate_training(replicate_id, status).raw()
+
+
+async def post(client: TestClient, body: bytes, headers: dict, query: str = ""):
+    return await client.post(f"/webhooks/replicate{query}", data=body, headers=headers)
+
+
+async def test_signed_webhook_moves_the_training_named_in_its_url(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as conn:
+        training = await queued_training(conn)
+    body, headers = signed_webhook(WEBHOOK_SECRET, training_body("r8a", "processing"))
+
+    response = await post(client, body, headers, f"?training_id={training.id}")
+
+    assert response.status == 200
+    assert await response.json() == {
+        "received": True,
+        "duplicate": False,
+        "known": True,
+    }
+    row = await pool.fetchrow("SELECT status, replicate_id FROM trainings")
+    assert (row["status"], row["replicate_id"]) == ("running", "r8a")
+
+
+async def test_redelivered_webhook_is_acknowledged_as_duplicate(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    body, headers = signed_webhook(WEBHOOK_SECRET, training_body("r8a", "succeeded"))
+    await post(client, body, headers)
+
+    # Replicate resends under the same webhook-id with a new timestamp.
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    body, headers = signed_webhook(
+        WEBHOOK_SECRET,
+        training_body("r8a", "succeeded"),
+        webhook_id=headers["webhook-id"],
+        timestamp=later,
+    )
+    response = await post(client, body, headers)
+
+    assert response.status == 200
+    assert (await response.json())["duplicate"] is True
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 1
+
+
+async def test_webhook_for_unknown_training_is_kept_and_acknowledged(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    body, headers = signed_webhook(WEBHOOK_SECRET, training_body("r8-web", "succeeded"))
+
+    response = await post(client, body, headers)
+
+    assert response.status == 200
+    assert (await response.json())["known"] is False
+    assert await pool.fetchval("SELECT replicate_id FROM training_events") == "r8-web"
+
+
+async def test_either_secret_verifies_while_rotating(
+    app_client: AppFactory, clean_database: str
+) -> None:
+    client = await app_client(
+        clean_database, REPLICATE_WEBHOOK_SECRET=f"{OTHER_SECRET},{WEBHOOK_SECRET}"
+    )
+
+    for secret in (WEBHOOK_SECRET, OTHER_SECRET):
+        body, headers = signed_webhook(secret, training_body("r8a", "processing"))
+        assert (await post(client, body, headers)).status == 200
+
+
+def _tamper_signature(headers: dict) -> None:
+    headers["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
+
+
+def _stale(headers: dict) -> None:
+    headers["webhook-timestamp"] = str(int(datetime.now(UTC).timestamp()) - 3600)
+
+
+def _no_id(headers: dict) -> None:
+    del headers["webhook-id"]
+
+
+def _garbled_signature(headers: dict) -> None:
+    headers["webhook-signature"] = "v1"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "status", "detail"),
+    [
+        (_tamper_signature, 401, "matches none of the secrets"),
+        (_stale, 400, "more than 5 minutes from now"),
+        (_no_id, 400, "the webhook-id header is missing"),
+        (_garbled_signature, 400, "entries must be version,signature"),
+    ],
+)
+async def test_webhook_that_cannot_be_verified_is_a_4xx_problem(
+    client: TestClient, pool: asyncpg.Pool, tamper, status: int, detail: str
+) -> None:
+    body, headers = signed_webhook(WEBHOOK_SECRET, training_body("r8a", "processing"))
+    tamper(headers)
+
+    response = await post(client, body, headers)
+
+    assert response.status == status
+    assert response.content_type == "application/problem+json"
+    assert detail in (await response.json())["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe\x00", "not JSON"),
+        (b"[1, 2]", "not a training object"),
+        (b'{"status": "succeeded"}', "needs a string id and status"),
+        (b'{"id": 5, "status": "succeeded"}', "needs a string id and status"),
+    ],
+)
+async def test_signed_but_malformed_body_is_a_400_problem(
+    client: TestClient, raw: bytes, detail: str
+) -> None:
+    body, headers = signed_webhook(WEBHOOK_SECRET, raw)
+
+    response = await post(client, body, headers)
+
+    assert response.status == 400
+    assert detail in (await response.json())["detail"]
+
+
+async def test_body_over_the_limit_is_refused_before_it_is_read(
+    app_client: AppFactory, clean_database: str
+) -> None:
+    client = await app_client(clean_database, TUNEYARD_WEBHOOK_MAX_BYTES="4096")
+    body, headers = signed_webhook(
+        WEBHOOK_SECRET, {"id": "r8a", "status": "x", "logs": "y" * 8000}
+    )
+
+    response = await post(client, body, headers)
+
+    assert response.status == 413
+    assert response.content_type == "application/problem+json"
+
+
+async def test_bad_training_id_in_the_url_is_ignored_not_an_error(
+    client: TestClient,
+) -> None:
+    body, headers = signed_webhook(WEBHOOK_SECRET, training_body("r8a", "processing"))
+
+    response = await post(client, body, headers, "?training_id=%27;drop%20table")
+
+    assert response.status == 200
+    assert (await response.json())["known"] is False
