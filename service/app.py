@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import resources
-from .api import health, trainings, webhooks
+from .api import aliases, destinations, health, trainings, versions, webhooks
 from .api.middleware import problem_details, request_context
 from .config import Settings
 from .store import migrations
@@ -29,5 +29,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app.add_routes(health.routes)
     app.add_routes(trainings.routes)
+    app.add_routes(destinations.routes)
+    app.add_routes(versions.routes)
+    app.add_routes(aliases.routes)
     app.add_routes(webhooks.routes)
     return app

@@ -5,8 +5,8 @@ For each claimed training:
    crash) is settled first: a webhook naming the training, or Replicate's list of
    recent trainings, shows whether it arrived. Only once it is shown absent may
    another create be sent, so one training never becomes two paid ones.
-2. The destination model is made to exist (get; create on 404; a concurrent create
-   by another replica counts as success), once per destination.
+2. The destination model is made to exist (destinations.ensure), once per
+   destination.
 3. The create is marked as sent, committed, and only then sent.
 Transient failures are retried with backoff; Replicate refusing the request fails
 the training with Replicate's own message.
@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
+from .. import destinations
 from ..config import Settings
 from ..domain.names import VersionRef, parse_version
 from ..domain.status import Status
@@ -29,14 +30,12 @@ from ..logs import get_logger
 from ..replicate.client import ReplicateClient
 from ..replicate.errors import (
     CreateOutcomeUnknown,
-    ReplicateConflict,
     ReplicateError,
     ReplicateNotFound,
     ReplicateRefused,
     ReplicateUnavailable,
 )
 from ..replicate.models import Training
-from ..store import destinations
 from ..store import trainings as store
 from ..store.trainings import Report, TrainingRecord
 from .base import Worker
@@ -110,7 +109,13 @@ class Submitter(Worker):
             return
 
         try:
-            await self._ensure_destination(record)
+            await destinations.ensure(
+                self.pool,
+                self.client,
+                self.settings,
+                record.destination,
+                wanted=record.destination_settings,
+            )
         except ReplicateRefused as exc:
             await self._fail(record, f"destination {record.destination}: {exc.detail}")
             return
@@ -191,43 +196,6 @@ class Submitter(Worker):
         # Two identical creates of ours may both be unsettled; the earliest created
         # is the likeliest match, and the start webhook corrects it if not.
         return min(free, key=lambda t: t.created_at or "")
-
-    async def _ensure_destination(self, record: TrainingRecord) -> None:
-        ref = record.destination
-        async with self.pool.acquire() as conn:
-            row = await destinations.get(conn, ref)
-        if row is not None and row.ensured_at is not None:
-            return
-        try:
-            await self.client.get_model(ref)
-        except ReplicateNotFound:
-            wanted = record.destination_settings or {}
-            visibility = (
-                wanted.get("visibility")
-                or (row.visibility if row else None)
-                or self.settings.default_visibility
-            )
-            hardware = (
-                wanted.get("hardware")
-                or (row.hardware if row else None)
-                or self.settings.default_hardware
-            )
-            description = wanted.get("description") or (
-                row.description if row else None
-            )
-            try:
-                await self.client.create_model(
-                    ref,
-                    visibility=visibility,
-                    hardware=hardware,
-                    description=description,
-                )
-                log.info("destination_created", destination=str(ref))
-            except ReplicateConflict:
-                # Another replica, or a person, created it first: it exists.
-                log.info("destination_created_elsewhere", destination=str(ref))
-        async with self.pool.acquire() as conn:
-            await destinations.mark_ensured(conn, ref)
 
     async def _create(self, record: TrainingRecord) -> None:
         async with self.pool.acquire() as conn:

@@ -12,6 +12,8 @@ import pytest
 from ..support.processes import TuneyardProcess
 from ..support.proxy import DatabaseProxy
 
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
 # What `serve` needs besides a database. Nothing here reaches Replicate.
 SERVE = {
     "REPLICATE_API_TOKEN": "r8_acceptance",
@@ -49,8 +51,9 @@ async def test_serve_refuses_to_start_with_pending_migrations(
     code = await service.wait()
 
     assert code == 1
+    pending = ", ".join(p.name for p in sorted(MIGRATIONS.glob("*.sql")))
     assert service.output.strip().splitlines()[-1] == (
-        "tuneyard: migrations not applied: 0001_initial.sql; run `tuneyard migrate`"
+        f"tuneyard: migrations not applied: {pending}; run `tuneyard migrate`"
     )
 
 
@@ -111,7 +114,7 @@ async def test_two_migrate_processes_apply_each_migration_once(
         for event in run.events()
         if event["event"] == "migration_applied"
     ]
-    files = sorted(p.name for p in (Path(__file__).parents[2] / "migrations").iterdir())
+    files = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
     assert sorted(applied) == files
 
 
