@@ -12,6 +12,7 @@ from .app import create_app
 from .config import Settings, load_settings
 from .errors import ConfigError, MigrationError, ProblemError
 from .logs import configure_logging
+from .simulator import cli as simulator_cli
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Start an embedded PostgreSQL when DATABASE_URL is not set, apply "
         "migrations, and serve the API, printing where it answers.",
     )
+    simulator = commands.add_parser(
+        "simulator", help=simulator_cli.SUMMARY, description=simulator_cli.DESCRIPTION
+    )
+    simulator_cli.add_arguments(simulator)
+    simulator.set_defaults(run=simulator_cli.run)
     return parser
 
 
