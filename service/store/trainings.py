@@ -354,7 +354,7 @@ WHERE id = $1 AND claim_token = $2 AND status = 'queued'
 """
 
 SELECT_TAKEN_REPLICATE_IDS = """
-SELECT replicate_id FROM trainings WHERE replicate_id = ANY($1)
+SELECT replicate_id, id FROM trainings WHERE replicate_id = ANY($1)
 """
 
 REQUEST_CANCEL = """
@@ -407,9 +407,12 @@ async def reschedule(
     await conn.execute(RESCHEDULE, training_id, token, delay, error, create_absent)
 
 
-async def taken_replicate_ids(conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+async def taken_replicate_ids(
+    conn: asyncpg.Connection, ids: list[str]
+) -> dict[str, str]:
+    """Which of these Replicate ids belong to a training already, and to which."""
     rows = await conn.fetch(SELECT_TAKEN_REPLICATE_IDS, ids)
-    return {row["replicate_id"] for row in rows}
+    return {row["replicate_id"]: row["id"] for row in rows}
 
 
 async def request_cancel(

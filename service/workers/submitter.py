@@ -76,9 +76,11 @@ class Submitter(Worker):
         )
         self.client = client
         self.settings = settings
-        # A claim lasts longer than one attempt can take (ensure plus create, with
-        # their retries); the claim token keeps a late worker harmless regardless.
-        self.lease = max(300.0, settings.replicate_timeout * 6)
+        # A claim outlasts a create's timeout, so a crashed replica's trainings are
+        # taken up within a couple of minutes. An attempt that runs longer (slow
+        # retries) may overlap another worker's, which the claim token and the
+        # status checks in the queries make harmless.
+        self.lease = settings.replicate_timeout * 3
         self.poll_after = timedelta(seconds=settings.reconcile_after)
 
     async def claim(self, limit: int) -> list[object]:
@@ -190,6 +192,10 @@ class Submitter(Worker):
             return None
         async with self.pool.acquire() as conn:
             taken = await store.taken_replicate_ids(conn, [c.id for c in candidates])
+        for candidate in candidates:
+            if taken.get(candidate.id) == record.id:
+                # Adopted meanwhile (a webhook, or another worker): settled.
+                return candidate
         free = [c for c in candidates if c.id not in taken]
         if not free:
             return None
