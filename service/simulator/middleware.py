@@ -95,10 +95,6 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
     if is_admin(request):
         return await handler(request)
     faults, stats = request.app[FAULTS], request.app[STATS]
-    delay = faults.latency()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
     storm = faults.storm_remaining()
     if storm is not None:
         stats.storm_throttled += 1
@@ -110,7 +106,13 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
     if status is not None:
         stats.errors_injected += 1
         return problem_response(InjectedFailure(status))
-    return await handler(request)
+    response = await handler(request)
+    # The latency holds back the answer, not the work: a create is made at once
+    # and answered late, the window in which a client can die without knowing.
+    delay = faults.latency()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return response
 
 
 @web.middleware
