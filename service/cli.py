@@ -47,19 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     with runtime.database(_settings()) as settings:
         asyncio.run(runtime.apply_migrations(settings))
-        asyncio.run(
-            runtime.serve(create_app(settings), settings, on_started=_print_welcome)
-        )
+        asyncio.run(runtime.dev(settings))
     return 0
-
-
-def _print_welcome(url: str) -> None:
-    print(
-        f"\nTuneyard is answering at {url}\n"
-        f"  try:  curl {url}/healthz\n"
-        "  stop: Ctrl-C\n",
-        flush=True,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "dev",
         cmd_dev,
-        "run everything locally: database, migrations, API",
-        "Start an embedded PostgreSQL when DATABASE_URL is not set, apply "
-        "migrations, and serve the API, printing where it answers.",
+        "run everything locally: database, simulator, migrations, API",
+        "Start an embedded PostgreSQL when DATABASE_URL is not set and the Replicate "
+        "simulator when REPLICATE_API_TOKEN is not set, apply migrations, and serve "
+        "the API, printing where it answers and how to submit a first training.",
     )
     simulator = commands.add_parser(
         "simulator", help=simulator_cli.SUMMARY, description=simulator_cli.DESCRIPTION

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, alias="TUNEYARD_DB_POOL_SIZE", ge=2, le=200)
 
+    # Where `tuneyard dev` runs the simulator when no Replicate token is set.
+    simulator_port: int = Field(
+        default=8090, alias="TUNEYARD_SIMULATOR_PORT", ge=1, le=65535
+    )
+
     # What a destination is created with when a training does not say.
     default_visibility: Literal["public", "private"] = Field(
         default="private", alias="TUNEYARD_DEFAULT_VISIBILITY"

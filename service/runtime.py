@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 from aiohttp import web
 from pydantic import SecretStr
 
+from .app import create_app
 from .config import Settings
 from .logs import get_logger
+from .simulator import SimulatorConfig, create_simulator_app
+from .simulator.trainers import FLUX_DEV_LORA_TRAINER, FLUX_DEV_LORA_TRAINER_VERSION
 from .store import migrations
 from .store.embedded import EmbeddedPostgres
 from .store.pool import CONNECT_TIMEOUT
@@ -101,3 +104,70 @@ async def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log.info("server_stopped")
+
+
+@asynccontextmanager
+async def local_simulator(settings: Settings) -> AsyncIterator[Settings]:
+    """Run the Replicate simulator beside the service when no token is set.
+
+    Yields settings pointing the service at it: its URL, a token, and the secret
+    its webhooks are signed with. With REPLICATE_API_TOKEN set, yields the
+    settings unchanged and Replicate itself is used.
+    """
+    if settings.replicate_api_token is not None:
+        yield settings
+        return
+    config = SimulatorConfig(host=settings.host, port=settings.simulator_port)
+    runner = web.AppRunner(
+        create_simulator_app(config), access_log=None, shutdown_timeout=5.0
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.simulator_port).start()
+        url = f"http://{settings.host}:{settings.simulator_port}"
+        log.info("simulator_started", url=url, account=config.account)
+        yield settings.model_copy(
+            update={
+                "replicate_api_token": SecretStr("r8_local_simulator"),
+                "replicate_base_url": url,
+                "replicate_webhook_secret": SecretStr(config.secret),
+            }
+        )
+    finally:
+        await runner.cleanup()
+
+
+async def dev(settings: Settings) -> None:
+    """Serve the API locally, against the simulator unless a token is set."""
+    if settings.public_url is None:
+        settings = settings.model_copy(
+            update={"public_url": f"http://{settings.host}:{settings.port}"}
+        )
+    simulated = settings.replicate_api_token is None
+    async with local_simulator(settings) as settings:
+
+        def welcome(url: str) -> None:
+            print(welcome_text(url, settings, simulated), flush=True)
+
+        await serve(create_app(settings), settings, on_started=welcome)
+
+
+def welcome_text(url: str, settings: Settings, simulated: bool) -> str:
+    """What `tuneyard dev` prints once it answers: where, and a first call."""
+    trainer = f"{FLUX_DEV_LORA_TRAINER}:{FLUX_DEV_LORA_TRAINER_VERSION}"
+    owner = "local" if simulated else "your-account"
+    against = (
+        f"the Replicate simulator at {settings.replicate_base_url}"
+        if simulated
+        else f"Replicate at {settings.replicate_base_url}"
+    )
+    return (
+        f"\nTuneyard is answering at {url}, against {against}.\n\n"
+        f"Submit a training:\n"
+        f"  curl -s -X POST {url}/v1/trainings -H 'Content-Type: application/json' \\\n"
+        f'    -d \'{{"destination": "{owner}/faces", "trainer": "{trainer}",\n'
+        f'         "input": {{"input_images": "https://example.com/faces.zip"}}}}\'\n'
+        f"Watch it: curl -s {url}/v1/trainings\n"
+        f"Its versions: curl -s {url}/v1/destinations/{owner}/faces/versions\n"
+        f"Stop: Ctrl-C\n"
+    )
