@@ -12,6 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.config import load_settings
 
+from ..support.processes import free_port
+from ..support.simulator import Simulator
+
 WEBHOOK_SECRET = (
     "whsec_" + base64.b64encode(b"integration-tests-secret-key!!!").decode()
 )
@@ -32,6 +35,7 @@ async def app_client() -> AsyncIterator[AppFactory]:
         database_url: str,
         *,
         prepare: Callable[[web.Application], None] | None = None,
+        port: int | None = None,
         **settings: str,
     ) -> TestClient:
         values = {
@@ -46,7 +50,8 @@ async def app_client() -> AsyncIterator[AppFactory]:
         app = create_app(load_settings(_env_file=None, **values))
         if prepare is not None:
             prepare(app)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
+        server = TestServer(app, host="127.0.0.1", port=port)
+        client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
@@ -59,3 +64,37 @@ async def app_client() -> AsyncIterator[AppFactory]:
 @pytest.fixture
 async def client(app_client: AppFactory, clean_database: str) -> TestClient:
     return await app_client(clean_database)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    """The simulator in-process on a real port; pages of 3 so walks cross pages."""
+    async with Simulator(training_seconds=0.5, page_size=3, seed=5) as sim:
+        yield sim
+
+
+LiveApp = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def live_app(
+    app_client: AppFactory, clean_database: str, simulator: Simulator
+) -> LiveApp:
+    """The app with its workers, pointed at the simulator, reachable by it."""
+
+    async def start(**settings: str) -> TestClient:
+        port = free_port()
+        values = {
+            "REPLICATE_API_TOKEN": simulator.token,
+            "REPLICATE_BASE_URL": simulator.url,
+            "REPLICATE_WEBHOOK_SECRET": simulator.secret,
+            "TUNEYARD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "TUNEYARD_WORKERS": "true",
+            "TUNEYARD_WORKER_POLL_INTERVAL": "0.3",
+            "TUNEYARD_RECONCILE_AFTER": "1",
+            "TUNEYARD_REPLICATE_TIMEOUT": "2",
+            **settings,
+        }
+        return await app_client(clean_database, port=port, **values)
+
+    return start

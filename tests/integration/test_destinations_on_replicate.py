@@ -1,0 +1,166 @@
+"""Destinations and versions where Replicate takes part: ensure, sync, delete."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from ..support.simulator import Simulator
+from .conftest import LiveApp
+
+BASE = "/v1/destinations/local/faces"
+
+
+async def make_model(
+    simulator: Simulator, name: str = "faces", **settings: str
+) -> None:
+    body = {"owner": "local", "name": name, "visibility": "private", "hardware": "cpu"}
+    body.update(settings)
+    async with (
+        simulator.api_session() as replicate,
+        replicate.post("/v1/models", json=body) as response,
+    ):
+        assert response.status == 201, await response.text()
+
+
+async def test_put_destination_creates_the_model_on_replicate_and_repeats_safely(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    client = await live_app(TUNEYARD_WORKERS="false")
+    settings = {"visibility": "public", "hardware": "gpu-t4", "description": "faces"}
+
+    first = await client.put(BASE, json=settings)
+    second = await client.put(BASE, json=settings)
+
+    assert first.status == 201
+    assert second.status == 200
+    body = await second.json()
+    assert body["on_replicate"] is True
+    assert (body["visibility"], body["hardware"]) == ("public", "gpu-t4")
+    assert (await simulator.stats())["creations"] == {"models": 1}
+
+
+async def test_put_destination_for_an_existing_model_does_not_create_it(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    await make_model(simulator)
+    client = await live_app(TUNEYARD_WORKERS="false")
+
+    response = await client.put(BASE, json={})
+
+    assert response.status == 201
+    assert (await simulator.stats())["creations"] == {"models": 1}
+
+
+async def test_put_destination_replicate_refuses_is_a_problem_with_its_reason(
+    live_app: LiveApp,
+) -> None:
+    client = await live_app(TUNEYARD_WORKERS="false")
+
+    response = await client.put("/v1/destinations/someone-else/faces", json={})
+
+    assert response.status == 502
+    assert response.content_type == "application/problem+json"
+
+
+async def test_sync_imports_every_version_made_elsewhere_and_is_idempotent(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    await make_model(simulator)
+    pushed = [(await simulator.push_version("local", "faces"))["id"] for _ in range(8)]
+    client = await live_app(TUNEYARD_WORKERS="false")
+
+    first = await (await client.post(f"{BASE}/sync")).json()
+    second = await (await client.post(f"{BASE}/sync")).json()
+
+    assert first == {"destination": "local/faces", "seen": 8, "imported": 8}
+    assert second == {"destination": "local/faces", "seen": 8, "imported": 0}
+    page = await (await client.get(f"{BASE}/versions?limit=100")).json()
+    assert [v["id"] for v in page["results"]] == list(reversed(pushed))
+    assert {v["source"] for v in page["results"]} == {"sync"}
+    assert all(v["lineage"] is None for v in page["results"])
+
+
+async def test_sync_of_a_model_replicate_does_not_have_is_a_404(
+    live_app: LiveApp,
+) -> None:
+    client = await live_app(TUNEYARD_WORKERS="false")
+
+    response = await client.post(f"{BASE}/sync")
+
+    assert response.status == 404
+
+
+async def test_deleting_a_version_is_accepted_by_replicate_and_recorded(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    await make_model(simulator)
+    keep, gone = [
+        (await simulator.push_version("local", "faces"))["id"] for _ in range(2)
+    ]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+
+    response = await client.delete(f"{BASE}/versions/{gone}")
+
+    assert response.status == 202
+    assert (await response.json())["deleted_at"] is not None
+    live = await (await client.get(f"{BASE}/versions")).json()
+    assert [v["id"] for v in live["results"]] == [keep]
+    async with (
+        simulator.api_session() as replicate,
+        replicate.get(f"/v1/models/local/faces/versions/{gone}") as on_replicate,
+    ):
+        assert on_replicate.status == 404
+
+
+async def test_deleting_a_version_replicate_refuses_is_a_409_with_its_reason(
+    live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
+) -> None:
+    await make_model(simulator, visibility="public")
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+
+    response = await client.delete(f"{BASE}/versions/{version}")
+
+    assert response.status == 409
+    problem = await response.json()
+    assert problem["detail"].startswith(
+        f"Replicate refused to delete version {version}:"
+    )
+    assert problem["replicate_status"] == 409
+    assert await pool.fetchval("SELECT deleted_at FROM versions") is None
+
+
+async def test_deleting_an_aliased_version_is_refused_until_the_alias_moves(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    await make_model(simulator)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    await client.put(f"{BASE}/aliases/production", json={"version_id": version})
+
+    refused = await client.delete(f"{BASE}/versions/@production")
+    await client.delete(f"{BASE}/aliases/production")
+    accepted = await client.delete(f"{BASE}/versions/{version}")
+
+    assert refused.status == 409
+    assert "aliased as production" in (await refused.json())["detail"]
+    assert accepted.status == 202
+
+
+async def test_version_deleted_on_replicate_already_is_recorded_deleted(
+    live_app: LiveApp, simulator: Simulator
+) -> None:
+    await make_model(simulator)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client: TestClient = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    async with simulator.api_session() as replicate:
+        await replicate.delete(f"/v1/models/local/faces/versions/{version}")
+
+    response = await client.delete(f"{BASE}/versions/{version}")
+
+    assert response.status == 202
