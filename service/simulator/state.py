@@ -209,13 +209,13 @@ class Store:
                 f"{model.full_name} is owned by another account; only its owner can "
                 "delete its versions."
             )
-        if model.visibility == "public":
-            raise Conflict("Versions of public models cannot be deleted.")
         if version.id in self._training_bases:
             raise Conflict(
                 "This version is the base of a training (a trainer) and cannot be "
                 "deleted."
             )
+        if model.visibility == "public":
+            raise Conflict("Versions of public models cannot be deleted.")
         model.versions.remove(version.key)
 
     # Trainings
