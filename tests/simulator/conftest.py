@@ -3,7 +3,7 @@ client of its API, and a webhook receiver. No database is involved."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -27,6 +27,26 @@ FAST: dict[str, Any] = {
 async def simulator() -> AsyncIterator[Simulator]:
     async with Simulator(**FAST) as sim:
         yield sim
+
+
+Started = tuple[Simulator, aiohttp.ClientSession]
+StartSimulator = Callable[..., Awaitable[Started]]
+
+
+@pytest.fixture
+async def simulator_with() -> AsyncIterator[StartSimulator]:
+    """Start a simulator with settings of the test's own, and a client of it."""
+    started: list[Started] = []
+
+    async def start(**settings: Any) -> Started:
+        simulator = await Simulator(**{**FAST, **settings}).start()
+        started.append((simulator, simulator.api_session()))
+        return started[-1]
+
+    yield start
+    for simulator, session in started:
+        await session.close()
+        await simulator.stop()
 
 
 @pytest.fixture

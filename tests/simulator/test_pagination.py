@@ -3,29 +3,30 @@ duplicates and no gaps while new items are created."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 from yarl import URL
 
 from ..support.simulator import Simulator
 from .calls import create_model, create_training, get_json, walk
-from .conftest import FAST
+from .conftest import Started, StartSimulator
 
 PAGE = 3
 
 
 @pytest.fixture
-async def paged() -> AsyncIterator[Simulator]:
-    async with Simulator(page_size=PAGE, **FAST) as simulator:
-        yield simulator
+async def paged_pair(simulator_with: StartSimulator) -> Started:
+    return await simulator_with(page_size=PAGE)
 
 
 @pytest.fixture
-async def paged_api(paged: Simulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with paged.api_session() as session:
-        yield session
+def paged(paged_pair: Started) -> Simulator:
+    return paged_pair[0]
+
+
+@pytest.fixture
+def paged_api(paged_pair: Started) -> aiohttp.ClientSession:
+    return paged_pair[1]
 
 
 async def test_list_links_are_absolute_urls_with_a_cursor(

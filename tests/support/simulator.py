@@ -235,6 +235,7 @@ class Simulator:
 class ReceivedWebhook:
     """One request the receiver got: the raw body and headers, as sent."""
 
+    path: str
     body: bytes
     headers: dict[str, str]
     answered: int
@@ -249,12 +250,14 @@ class WebhookReceiver:
 
     It answers 200 unless told otherwise: `answer_with(503, 503)` answers the
     next two requests 503, then 200 again; `redirect_to(url)` answers 307 to
-    `url` from then on.
+    `url` from then on; `hold_next(2.0)` makes the next request wait 2 s for
+    its answer. Requests to `{base_url}/elsewhere` are recorded and answered 200.
     """
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self._statuses: list[int] = []
+        self._holds: list[float] = []
         self._redirect: str | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -265,6 +268,9 @@ class WebhookReceiver:
 
     def redirect_to(self, url: str) -> None:
         self._redirect = url
+
+    def hold_next(self, seconds: float, count: int = 1) -> None:
+        self._holds.extend([seconds] * count)
 
     async def start(self, path: str = "/webhooks/replicate") -> WebhookReceiver:
         app = web.Application()
@@ -294,6 +300,8 @@ class WebhookReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self._holds:
+            await asyncio.sleep(self._holds.pop(0))
         if request.path == "/elsewhere":
             status = 200
         elif self._redirect is not None:
@@ -301,7 +309,7 @@ class WebhookReceiver:
         else:
             status = self._statuses.pop(0) if self._statuses else 200
         headers = {name.lower(): value for name, value in request.headers.items()}
-        self.received.append(ReceivedWebhook(body, headers, status))
+        self.received.append(ReceivedWebhook(request.path, body, headers, status))
         if status == 307:
             return web.Response(status=307, headers={"Location": str(self._redirect)})
         return web.Response(status=status)
