@@ -141,16 +141,27 @@ async def test_get_missing_model_is_a_404(api: aiohttp.ClientSession) -> None:
     }
 
 
-async def test_list_models_holds_new_models_first_and_the_trainers(
+async def test_list_models_holds_public_models_newest_first(
     api: aiohttp.ClientSession,
 ) -> None:
-    await create_model(api, "first")
-    await create_model(api, "second")
+    await create_model(api, "first", visibility="public")
+    await create_model(api, "second", visibility="public")
 
     names = [f"{m['owner']}/{m['name']}" for m in await walk(api, "/v1/models")]
 
     assert names[:2] == ["local/second", "local/first"]
     assert FLUX_DEV_LORA_TRAINER in names
+
+
+async def test_list_models_leaves_private_models_out_as_replicate_does(
+    api: aiohttp.ClientSession,
+) -> None:
+    await create_model(api, "hidden", visibility="private")
+
+    names = [m["name"] for m in await walk(api, "/v1/models")]
+
+    assert "hidden" not in names
+    assert (await get_json(api, "/v1/models/local/hidden"))["name"] == "hidden"
 
 
 async def test_update_model_changes_the_fields_replicate_allows(

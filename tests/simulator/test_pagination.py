@@ -33,7 +33,7 @@ async def test_list_links_are_absolute_urls_with_a_cursor(
     paged: Simulator, paged_api: aiohttp.ClientSession
 ) -> None:
     for index in range(PAGE + 1):
-        await create_model(paged_api, f"m{index}")
+        await create_model(paged_api, f"m{index}", visibility="public")
 
     first = await get_json(paged_api, "/v1/models")
     second = await get_json(paged_api, first["next"])
@@ -53,7 +53,7 @@ async def test_walking_models_while_creating_yields_each_old_one_once(
     paged_api: aiohttp.ClientSession,
 ) -> None:
     for index in range(10):
-        await create_model(paged_api, f"old{index}")
+        await create_model(paged_api, f"old{index}", visibility="public")
     existing = {
         f"{m['owner']}/{m['name']}" for m in await walk(paged_api, "/v1/models")
     }
@@ -63,7 +63,7 @@ async def test_walking_models_while_creating_yields_each_old_one_once(
     while url is not None:
         page = await get_json(paged_api, url)
         seen.extend(f"{m['owner']}/{m['name']}" for m in page["results"])
-        await create_model(paged_api, f"new{len(seen)}")
+        await create_model(paged_api, f"new{len(seen)}", visibility="public")
         url = page["next"]
 
     assert len(seen) == len(set(seen))

@@ -232,6 +232,19 @@ async def test_create_training_from_a_version_that_is_no_trainer_is_a_422(
     assert await response.json() == INVALID_VERSION
 
 
+async def test_create_training_from_another_version_of_a_trainer_is_a_422(
+    simulator: Simulator, api: aiohttp.ClientSession, destination: str
+) -> None:
+    owner, name = FLUX_DEV_LORA_TRAINER.split("/")
+    pushed = await simulator.push_version(owner, name)
+    path = f"/v1/models/{FLUX_DEV_LORA_TRAINER}/versions/{pushed['id']}/trainings"
+
+    response = await api.post(path, json={"destination": destination, "input": IMAGES})
+
+    assert response.status == 422
+    assert await response.json() == INVALID_VERSION
+
+
 async def test_get_training_answers_it_without_a_destination(
     api: aiohttp.ClientSession, destination: str
 ) -> None:
