@@ -4,11 +4,22 @@ version lands on the destination."""
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import aiohttp
 
+from service.simulator.faults import Faults, FaultSettings
+from service.simulator.notifier import Notifier
+from service.simulator.state import Store, Training
+from service.simulator.submissions import read_submission
+from service.simulator.trainers import (
+    FLUX_DEV_LORA_TRAINER,
+    FLUX_DEV_LORA_TRAINER_VERSION,
+)
+from service.simulator.training_runner import CLOCK_FAILED, TrainingRunner
+
 from ..support.simulator import Simulator, wait_until
-from .calls import create_training, get_json, wait_for_status
+from .calls import IMAGES, create_training, get_json, wait_for_status
 
 
 async def test_training_passes_through_processing_with_growing_logs(
@@ -103,3 +114,30 @@ async def test_trainer_run_count_grows_with_each_training(
 
     after = await wait_until(lambda: get_json(api, path))
     assert after["run_count"] == before + 2
+
+
+class _FailingNotifier:
+    """Stands in for the notifier and raises as the run writes its logs."""
+
+    def notify(self, training: Training, event: str) -> None:
+        if event == "logs":
+            raise RuntimeError("notifier broke")
+
+
+async def test_clock_that_breaks_ends_the_training_failed_not_hanging() -> None:
+    store = Store("local")
+    store.create_model("local", "faces", "private", "cpu")
+    body = {"destination": "local/faces", "input": IMAGES}
+    submission = read_submission(
+        store, *FLUX_DEV_LORA_TRAINER.split("/"), FLUX_DEV_LORA_TRAINER_VERSION, body
+    )
+    runner = TrainingRunner(
+        store, cast(Notifier, _FailingNotifier()), Faults(FaultSettings()), 0.05
+    )
+
+    training = runner.submit(submission, "api", "http://127.0.0.1")
+
+    await wait_until(lambda: training.finished)
+    assert training.status == "failed"
+    assert training.error == CLOCK_FAILED
+    await runner.close()
