@@ -43,7 +43,8 @@ class Cursor:
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            padded = text + "=" * (-len(text) % 4)
+            raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
             direction, key = _DIRECTION[raw[:1]], int(raw[1:])
         except (binascii.Error, UnicodeDecodeError, KeyError, ValueError):
             raise InvalidCursor() from None

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from yarl import URL
 
 from .ids import timestamp
-from .pagination import Page
+from .pagination import Cursor, Page
 from .state import HARDWARE, Model, Training, Version
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ def page_json(
 ) -> dict[str, Any]:
     """A list answer; `next` and `previous` are `url` with a cursor."""
 
-    def link(cursor: Any) -> str | None:
+    def link(cursor: Cursor | None) -> str | None:
         return None if cursor is None else str(url.with_query(cursor=cursor.encode()))
 
     return {

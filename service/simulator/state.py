@@ -125,7 +125,7 @@ class Store:
     def reset(self) -> None:
         """Forget everything but the trainers, which start afresh."""
         self._models: dict[str, Model] = {}
-        self._model_timeline: Timeline[Model] = Timeline()
+        self._public_models: Timeline[Model] = Timeline()
         self._trainings: dict[str, Training] = {}
         self._training_timeline: Timeline[Training] = Timeline()
         self._training_bases: set[str] = set()
@@ -157,8 +157,9 @@ class Store:
             raise NotFound()
         return model
 
-    def models(self, cursor: Cursor | None, size: int) -> Page[Model]:
-        return self._model_timeline.page(cursor, size)
+    def public_models(self, cursor: Cursor | None, size: int) -> Page[Model]:
+        """Replicate lists public models only; private ones are read by name."""
+        return self._public_models.page(cursor, size)
 
     def update_model(self, model: Model, changes: Mapping[str, Any]) -> Model:
         if model.owner != self.account:
@@ -177,7 +178,6 @@ class Store:
         if len(model.versions):
             raise Conflict("This model has versions; delete them before the model.")
         del self._models[model.full_name]
-        self._model_timeline.remove(model.key)
 
     # Versions
 
@@ -209,13 +209,13 @@ class Store:
                 f"{model.full_name} is owned by another account; only its owner can "
                 "delete its versions."
             )
-        if model.visibility == "public":
-            raise Conflict("Versions of public models cannot be deleted.")
         if version.id in self._training_bases:
             raise Conflict(
                 "This version is the base of a training (a trainer) and cannot be "
                 "deleted."
             )
+        if model.visibility == "public":
+            raise Conflict("Versions of public models cannot be deleted.")
         model.versions.remove(version.key)
 
     # Trainings
@@ -225,7 +225,9 @@ class Store:
         model = self._models.get(f"{owner}/{name}")
         if model is None or model.trainer is None:
             raise InvalidVersion()
-        if model.version(version_id) is None:
+        # Only the trainer's own version trains; others pushed to the same model
+        # are plain versions.
+        if version_id != model.trainer.version_id:
             raise InvalidVersion()
         return model.trainer
 
@@ -283,5 +285,8 @@ class Store:
         self._training_bases.add(trainer.version_id)
 
     def _add_model(self, model: Model) -> None:
+        # Visibility cannot change after creation (PATCH does not take it), so a
+        # model is listed, or not, for its whole life.
         self._models[model.full_name] = model
-        self._model_timeline.add(model.key, model)
+        if model.visibility == "public":
+            self._public_models.add(model.key, model)

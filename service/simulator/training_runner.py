@@ -13,6 +13,7 @@ import asyncio
 import secrets
 from typing import Literal
 
+from ..logs import get_logger
 from . import ids
 from .errors import DestinationNotFound
 from .faults import Faults
@@ -24,9 +25,12 @@ FAILED_AFTER_RUN = (
     "Training failed. Failed to create trained image after successful training run."
 )
 DESTINATION_GONE = "The destination model was deleted before the training finished."
+CLOCK_FAILED = "The simulator's training clock failed; see its log."
 PROGRESS_TICKS = 10
 
 Ending = Literal["succeeded", "failed", "canceled"]
+
+log = get_logger()
 
 
 def weights_url() -> str:
@@ -91,6 +95,17 @@ class TrainingRunner:
         await asyncio.gather(*runs, return_exceptions=True)
 
     async def _run(self, training: Training) -> None:
+        try:
+            await self._advance(training)
+        except Exception:
+            # A bug here must not leave the training processing forever, nor
+            # pass unnoticed as an unretrieved task exception.
+            log.exception("training_clock_failed", training_id=training.id)
+            if not training.finished:
+                self._runs.pop(training.id, None)
+                self._finish(training, "failed", CLOCK_FAILED)
+
+    async def _advance(self, training: Training) -> None:
         step = self._seconds / 10
         await asyncio.sleep(step)
         self._start(training)
@@ -105,6 +120,7 @@ class TrainingRunner:
         if training.fate.hangs:
             training.log("Waiting for the trainer to report back...")
             self._notifier.notify(training, "logs")
+            # Until a cancel or the admin API's finish ends the run.
             await asyncio.Event().wait()
 
         if training.fate.fails:

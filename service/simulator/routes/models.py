@@ -69,7 +69,8 @@ async def create_model(request: web.Request) -> web.Response:
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    page = request.app[STORE].models(cursor_of(request), request.app[CONFIG].page_size)
+    store, size = request.app[STORE], request.app[CONFIG].page_size
+    page = store.public_models(cursor_of(request), size)
     return web.json_response(page_json(page, model_json, request.url))
 
 
