@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     settings.require("REPLICATE_API_TOKEN", "TUNEYARD_PUBLIC_URL", command="serve")
     with runtime.database(settings) as settings:
-        asyncio.run(runtime.serve(create_app(settings), settings))
+        asyncio.run(runtime.serve_settings(create_app(settings), settings))
     return 0
 
 

@@ -57,21 +57,21 @@ async def apply_migrations(settings: Settings) -> list[migrations.Migration]:
 
 async def serve(
     app: web.Application,
-    settings: Settings,
     *,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    service: str = "tuneyard",
     on_started: Callable[[str], Awaitable[None] | None] | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then shut down gracefully.
 
     Graceful means: stop accepting connections, let requests in flight finish (up
-    to TUNEYARD_SHUTDOWN_TIMEOUT), then close the app's resources. A second signal
-    stops waiting for them.
+    to `shutdown_timeout` seconds), then close the app's resources. A second
+    signal stops waiting for them. `service` names what is served in the logs.
     """
     runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=settings.shutdown_timeout,
+        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
     stopping = asyncio.Event()
@@ -81,19 +81,19 @@ async def serve(
 
     def on_signal(signum: signal.Signals) -> None:
         if stopping.is_set():
-            log.warning("shutdown_forced", signal=signum.name)
+            log.warning("shutdown_forced", service=service, signal=signum.name)
             main_task.cancel()
             return
-        log.info("shutdown_started", signal=signum.name)
+        log.info("shutdown_started", service=service, signal=signum.name)
         stopping.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        url = f"http://{settings.host}:{settings.port}"
-        log.info("server_started", url=url)
+        await web.TCPSite(runner, host, port).start()
+        # The port actually bound, which differs from `port` when that is 0.
+        url = f"http://{host}:{runner.addresses[0][1]}"
+        log.info("server_started", service=service, url=url)
         if on_started is not None:
             result = on_started(url)
             if result is not None:
@@ -103,7 +103,23 @@ async def serve(
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        log.info("server_stopped")
+        log.info("server_stopped", service=service)
+
+
+async def serve_settings(
+    app: web.Application,
+    settings: Settings,
+    *,
+    on_started: Callable[[str], Awaitable[None] | None] | None = None,
+) -> None:
+    """Serve Tuneyard's app where its settings say."""
+    await serve(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout,
+        on_started=on_started,
+    )
 
 
 @asynccontextmanager
@@ -149,7 +165,7 @@ async def dev(settings: Settings) -> None:
         def welcome(url: str) -> None:
             print(welcome_text(url, settings, simulated), flush=True)
 
-        await serve(create_app(settings), settings, on_started=welcome)
+        await serve_settings(create_app(settings), settings, on_started=welcome)
 
 
 def welcome_text(url: str, settings: Settings, simulated: bool) -> str:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 from collections.abc import Callable
 from typing import Any, get_args
 
-from aiohttp import web
-
 from ..config import LogFormat, LogLevel
 from ..logs import configure_logging, get_logger
+from ..runtime import serve
 from .app import create_simulator_app
 from .config import (
     DEFAULT_ACCOUNT,
@@ -253,47 +251,17 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     configure_logging(args.log_level, args.log_format)
     generated = args.secret is None
-    asyncio.run(serve(config, lambda url: _print_banner(url, config, generated)))
-    return 0
-
-
-async def serve(config: SimulatorConfig, on_started: Callable[[str], None]) -> None:
-    """Serve the simulator until a stop signal; a second one stops waiting."""
-    runner = web.AppRunner(
-        create_simulator_app(config),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    asyncio.run(
+        serve(
+            create_simulator_app(config),
+            host=config.host,
+            port=config.port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            service="simulator",
+            on_started=lambda url: _print_banner(url, config, generated),
+        )
     )
-    await runner.setup()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-
-    def on_signal(signum: signal.Signals) -> None:
-        if stopping.is_set():
-            log.warning("simulator_shutdown_forced", signal=signum.name)
-            main_task.cancel()
-            return
-        log.info("simulator_shutdown_started", signal=signum.name)
-        stopping.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
-        port = runner.addresses[0][1]
-        url = f"http://{config.host}:{port}"
-        log.info("simulator_started", url=url, account=config.account)
-        on_started(url)
-        await stopping.wait()
-    finally:
-        await runner.cleanup()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        log.info("simulator_stopped")
+    return 0
 
 
 def _print_banner(url: str, config: SimulatorConfig, secret_generated: bool) -> None:

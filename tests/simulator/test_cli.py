@@ -144,8 +144,12 @@ async def test_simulator_process_answers_and_stops_on_sigterm(tmp_path: Path) ->
     assert code == 0
     assert f"Replicate simulator answering at {process.url}" in process.output
     assert "webhook secret: whsec_" in process.output
-    names = [event["event"] for event in process.events()]
-    assert names.index("simulator_started") < names.index("simulator_stopped")
+    names = [
+        event["event"]
+        for event in process.events()
+        if event.get("service") == "simulator"
+    ]
+    assert names.index("server_started") < names.index("server_stopped")
 
 
 async def test_secret_given_on_the_command_line_is_never_printed(
