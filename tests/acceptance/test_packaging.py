@@ -79,7 +79,7 @@ def compose() -> dict:
 def test_compose_runs_migrations_before_serving(compose: dict) -> None:
     services = compose["services"]
 
-    assert {"postgres", "migrate", "tuneyard"} <= set(services)
+    assert {"postgres", "migrate", "simulator", "tuneyard"} <= set(services)
     assert services["migrate"]["command"] == ["migrate"]
     assert (
         services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -110,3 +110,19 @@ def test_compose_services_share_one_database_url(compose: dict) -> None:
         f"postgresql://{db['POSTGRES_USER']}:{db['POSTGRES_PASSWORD']}"
         f"@postgres:5432/{db['POSTGRES_DB']}"
     }
+
+
+def test_compose_points_tuneyard_at_the_simulator_with_its_secret(
+    compose: dict,
+) -> None:
+    services = compose["services"]
+    tuneyard = services["tuneyard"]["environment"]
+    simulator = services["simulator"]["command"]
+
+    port = next(arg.split("=")[1] for arg in simulator if arg.startswith("--port="))
+    secret = next(
+        arg.split("=", 1)[1] for arg in simulator if arg.startswith("--secret=")
+    )
+    assert tuneyard["REPLICATE_BASE_URL"] == f"http://simulator:{port}"
+    assert tuneyard["REPLICATE_WEBHOOK_SECRET"] == secret
+    assert tuneyard["TUNEYARD_PUBLIC_URL"].startswith("http://tuneyard:")
