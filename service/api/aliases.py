@@ -16,7 +16,7 @@ from ..resources import POOL
 from ..store import versions as store
 from . import requests
 from .callers import caller_of
-from .versions import ALIAS, LATEST, destination_of, require_destination, resolve
+from .versions import ALIAS, LATEST, require_destination, resolve
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ def _alias_of(request: web.Request) -> str:
 
 @routes.put("/v1/destinations/{owner}/{name}/aliases/{alias}")
 async def put_alias(request: web.Request) -> web.Response:
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     alias = _alias_of(request)
     target = await requests.read_json(request, AliasTarget)
 
@@ -99,7 +99,7 @@ async def put_alias(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/destinations/{owner}/{name}/aliases/{alias}")
 async def delete_alias(request: web.Request) -> web.Response:
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     alias = _alias_of(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if not await store.lock_destination(conn, ref):
@@ -111,7 +111,7 @@ async def delete_alias(request: web.Request) -> web.Response:
 
 @routes.get("/v1/destinations/{owner}/{name}/aliases")
 async def list_aliases(request: web.Request) -> web.Response:
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
         await require_destination(conn, ref)
         rows = await store.aliases(conn, ref)
@@ -123,7 +123,7 @@ async def list_aliases(request: web.Request) -> web.Response:
 @routes.get("/v1/destinations/{owner}/{name}/aliases/{alias}/history")
 async def alias_history(request: web.Request) -> web.Response:
     """Every move of the alias, oldest first; a removal has no version_id."""
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     alias = request.match_info["alias"]
     async with request.app[POOL].acquire() as conn:
         rows = await store.alias_history(conn, ref, alias)

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import destinations
-from ..domain.names import ModelRef, parse_model
+from ..domain.names import parse_model
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE, SETTINGS
 from ..store import destinations as store
@@ -32,22 +32,6 @@ class DestinationSettings(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
 
 
-class DestinationResource(BaseModel):
-    owner: str
-    name: str
-    visibility: str | None
-    hardware: str | None
-    description: str | None
-    on_replicate: bool
-    ensured_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version_count: int
-    latest_version: VersionResource | None
-    aliases: dict[str, str]
-    urls: dict[str, str]
-
-
 class DestinationSummary(BaseModel):
     owner: str
     name: str
@@ -59,6 +43,28 @@ class DestinationSummary(BaseModel):
     updated_at: datetime
     url: str
 
+    @classmethod
+    def fields_of(cls, record: DestinationRecord, base: str) -> dict[str, object]:
+        return {
+            "owner": record.owner,
+            "name": record.name,
+            "visibility": record.visibility,
+            "hardware": record.hardware,
+            "description": record.description,
+            "on_replicate": record.ensured_at is not None,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "url": f"{base}/v1/destinations/{record.ref}",
+        }
+
+
+class DestinationResource(DestinationSummary):
+    ensured_at: datetime | None
+    version_count: int
+    latest_version: VersionResource | None
+    aliases: dict[str, str]
+    urls: dict[str, str]
+
 
 class DestinationPage(BaseModel):
     results: list[DestinationSummary]
@@ -69,15 +75,6 @@ class SyncResult(BaseModel):
     destination: str
     seen: int
     imported: int
-
-
-def destination_ref(request: web.Request) -> ModelRef:
-    """The destination named by the path, checked against Replicate's rules."""
-    owner, name = request.match_info["owner"], request.match_info["name"]
-    try:
-        return parse_model(f"{owner}/{name}")
-    except ValueError as exc:
-        raise InvalidRequest(f"destination {exc}") from None
 
 
 def base_url(request: web.Request) -> str:
@@ -103,15 +100,8 @@ async def _resource(
         }
     own = f"{base}/v1/destinations/{ref}"
     return DestinationResource(
-        owner=record.owner,
-        name=record.name,
-        visibility=record.visibility,
-        hardware=record.hardware,
-        description=record.description,
-        on_replicate=record.ensured_at is not None,
+        **DestinationSummary.fields_of(record, base),
         ensured_at=record.ensured_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
         version_count=count,
         latest_version=latest,
         aliases=aliases,
@@ -131,7 +121,7 @@ async def put_destination(request: web.Request) -> web.Response:
     The settings are saved first; a failure to reach Replicate leaves them saved
     and is answered 503, and repeating the request is safe.
     """
-    ref = destination_ref(request)
+    ref = requests.path_destination(request)
     body = await requests.read_json(request, DestinationSettings)
     async with request.app[POOL].acquire() as conn:
         _, created = await store.put_settings(
@@ -174,18 +164,7 @@ async def list_destinations(request: web.Request) -> web.Response:
     base = base_url(request)
     page = DestinationPage(
         results=[
-            DestinationSummary(
-                owner=r.owner,
-                name=r.name,
-                visibility=r.visibility,
-                hardware=r.hardware,
-                description=r.description,
-                on_replicate=r.ensured_at is not None,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-                url=f"{base}/v1/destinations/{r.ref}",
-            )
-            for r in records
+            DestinationSummary(**DestinationSummary.fields_of(r, base)) for r in records
         ],
         next=requests.next_link(request, str(records[-1].ref) if more else None),
     )
@@ -195,7 +174,7 @@ async def list_destinations(request: web.Request) -> web.Response:
 @routes.get("/v1/destinations/{owner}/{name}")
 async def get_destination(request: web.Request) -> web.Response:
     """Settings, how many live versions, the latest one, and the aliases."""
-    ref = destination_ref(request)
+    ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
         record = await store.get(conn, ref)
     if record is None:
@@ -206,6 +185,6 @@ async def get_destination(request: web.Request) -> web.Response:
 @routes.post("/v1/destinations/{owner}/{name}/sync")
 async def sync_destination(request: web.Request) -> web.Response:
     """Import versions made outside Tuneyard; safe to repeat."""
-    ref = destination_ref(request)
+    ref = requests.path_destination(request)
     counts = await destinations.sync(request.app[POOL], request.app[REPLICATE], ref)
     return requests.json_response(SyncResult(destination=str(ref), **counts))

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from ..domain.names import ModelRef, parse_model
 from ..errors import InvalidRequest, ProblemError, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -124,3 +125,13 @@ def json_response(
         content_type="application/json",
         **kwargs,
     )
+
+
+def path_destination(request: web.Request) -> ModelRef:
+    """The destination named by the path's owner and name, checked against
+    Replicate's naming rules."""
+    owner, name = request.match_info["owner"], request.match_info["name"]
+    try:
+        return parse_model(f"{owner}/{name}")
+    except ValueError as exc:
+        raise InvalidRequest(f"destination {exc}") from None

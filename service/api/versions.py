@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .. import destinations
-from ..domain.names import ModelRef, parse_model
+from ..domain.names import ModelRef
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE
 from ..store import destinations as destinations_store
@@ -105,14 +105,6 @@ class VersionChanges(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
 
 
-def destination_of(request: web.Request) -> ModelRef:
-    owner, name = request.match_info["owner"], request.match_info["name"]
-    try:
-        return parse_model(f"{owner}/{name}")
-    except ValueError as exc:
-        raise InvalidRequest(f"destination {exc}") from None
-
-
 async def resolve(conn: asyncpg.Connection, ref: ModelRef, given: str) -> str:
     """The version id that `given` (an id, `@alias` or `@latest`) stands for."""
     if given.startswith("@"):
@@ -144,7 +136,7 @@ async def list_versions(request: web.Request) -> web.Response:
     """Newest first. Query: `limit` (1-100), `cursor`, `created_after`,
     `created_before` (ISO 8601), `tag` (repeatable; all must match),
     `metadata.<key>=<value>` (of the training that made it), `include_deleted`."""
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     where = _filter(request)
     limit = requests.query_int(request, "limit", 50, 1, 100)
     after = _position(requests.decode_cursor(request))
@@ -169,7 +161,7 @@ async def list_versions(request: web.Request) -> web.Response:
 
 @routes.get("/v1/destinations/{owner}/{name}/versions/{version}")
 async def get_version(request: web.Request) -> web.Response:
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
         version_id = await resolve(conn, ref, request.match_info["version"])
         resource = await load_version_resource(
@@ -181,7 +173,7 @@ async def get_version(request: web.Request) -> web.Response:
 @routes.patch("/v1/destinations/{owner}/{name}/versions/{version}")
 async def patch_version(request: web.Request) -> web.Response:
     """Change the description and tags (tags are replaced as a whole)."""
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     changes = await requests.read_json(request, VersionChanges)
     async with request.app[POOL].acquire() as conn:
         version_id = await resolve(conn, ref, request.match_info["version"])
@@ -204,7 +196,7 @@ async def patch_version(request: web.Request) -> web.Response:
 @routes.delete("/v1/destinations/{owner}/{name}/versions/{version}")
 async def delete_version(request: web.Request) -> web.Response:
     """Delete on Replicate (which deletes later, hence 202) and record it deleted."""
-    ref = destination_of(request)
+    ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
         version_id = await resolve(conn, ref, request.match_info["version"])
     await destinations.delete_version(

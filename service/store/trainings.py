@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Literal
 
 import asyncpg
@@ -304,10 +305,13 @@ async def events(
 
 # The submitter's and the reconciler's queues -------------------------------
 
-CLAIM_QUEUED = """
+# Two queues over one table, each served by its own partial index: queued
+# trainings for the submitter, trainings running on Replicate for the reconciler.
+# A claim pushes next_attempt_at out by the lease and stamps the claim token.
+_CLAIM = """
 WITH due AS (
     SELECT id FROM trainings
-    WHERE status = 'queued' AND next_attempt_at <= now()
+    WHERE {queue} AND next_attempt_at <= now()
     ORDER BY next_attempt_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -318,19 +322,24 @@ FROM due WHERE t.id = due.id
 RETURNING t.*
 """
 
-CLAIM_IN_FLIGHT = """
-WITH due AS (
-    SELECT id FROM trainings
-    WHERE status IN ('submitted', 'running') AND next_attempt_at <= now()
-    ORDER BY next_attempt_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE trainings t
-SET next_attempt_at = now() + make_interval(secs => $2), claim_token = $3
-FROM due WHERE t.id = due.id
-RETURNING t.*
-"""
+
+class Queue(Enum):
+    QUEUED = (Status.QUEUED,)
+    IN_FLIGHT = (Status.SUBMITTED, Status.RUNNING)
+
+    @property
+    def statuses(self) -> list[Status]:
+        return list(self.value)
+
+
+CLAIM = {
+    # The statuses are written out, not passed as a parameter, so the planner can
+    # match each query to its partial index.
+    queue: _CLAIM.format(
+        queue="status IN ({})".format(", ".join(f"'{s.value}'" for s in queue.value))
+    )
+    for queue in Queue
+}
 
 NEXT_DUE = """
 SELECT min(next_attempt_at) FROM trainings WHERE status = ANY($1)
@@ -365,24 +374,17 @@ RETURNING *
 """
 
 
-async def claim_queued(
-    conn: asyncpg.Connection, limit: int, lease: float, token: uuid.UUID
+async def claim(
+    conn: asyncpg.Connection, queue: Queue, limit: int, lease: float, token: uuid.UUID
 ) -> list[TrainingRecord]:
-    """Take up to `limit` due queued trainings for `lease` seconds."""
-    rows = await conn.fetch(CLAIM_QUEUED, limit, lease, token)
+    """Take up to `limit` due trainings of `queue` for `lease` seconds."""
+    rows = await conn.fetch(CLAIM[queue], limit, lease, token)
     return [TrainingRecord.from_row(row) for row in rows]
 
 
-async def claim_in_flight(
-    conn: asyncpg.Connection, limit: int, lease: float, token: uuid.UUID
-) -> list[TrainingRecord]:
-    """Take up to `limit` running trainings that have been quiet long enough."""
-    rows = await conn.fetch(CLAIM_IN_FLIGHT, limit, lease, token)
-    return [TrainingRecord.from_row(row) for row in rows]
-
-
-async def next_due(conn: asyncpg.Connection, statuses: list[Status]) -> datetime | None:
-    return await conn.fetchval(NEXT_DUE, [s.value for s in statuses])
+async def next_due(conn: asyncpg.Connection, queue: Queue) -> datetime | None:
+    """When the next training of `queue` falls due, if any is waiting."""
+    return await conn.fetchval(NEXT_DUE, [s.value for s in queue.statuses])
 
 
 async def mark_create_sent(

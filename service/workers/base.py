@@ -13,11 +13,13 @@ import contextlib
 import random
 import uuid
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 
 import asyncpg
 from structlog.contextvars import bound_contextvars
 
 from ..logs import get_logger
+from ..store import trainings
 from ..store.pool import CONNECT_TIMEOUT, DATABASE_UNAVAILABLE
 
 log = get_logger()
@@ -166,3 +168,27 @@ class Worker(ABC):
             if not self._stopping:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, self.poll_interval)
+
+
+class TrainingWorker(Worker):
+    """A worker over one of the trainings queues (see store.trainings.Queue)."""
+
+    queue: trainings.Queue
+
+    async def claim(self, limit: int) -> list[object]:
+        async with self.pool.acquire() as conn:
+            return list(
+                await trainings.claim(conn, self.queue, limit, self.lease, self.token)
+            )
+
+    async def seconds_until_due(self) -> float | None:
+        async with self.pool.acquire() as conn:
+            due = await trainings.next_due(conn, self.queue)
+        if due is None:
+            return None
+        return (due - datetime.now(UTC)).total_seconds()
+
+    @property
+    @abstractmethod
+    def lease(self) -> float:
+        """How long a claim keeps other workers off a training."""

@@ -9,25 +9,25 @@ version. A cancel that could not reach Replicate is retried here too.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
 from ..config import Settings
-from ..domain.status import Status
 from ..logs import get_logger
 from ..replicate.client import ReplicateClient
 from ..replicate.errors import ReplicateError
 from ..store import trainings as store
 from ..store.trainings import Report, TrainingRecord
-from .base import Worker
+from .base import TrainingWorker
 
 log = get_logger()
 
 
-class Reconciler(Worker):
+class Reconciler(TrainingWorker):
     name = "reconciler"
+    queue = store.Queue.IN_FLIGHT
 
     def __init__(
         self,
@@ -46,20 +46,11 @@ class Reconciler(Worker):
         self.quiet = settings.reconcile_after
         self.poll_after = timedelta(seconds=settings.reconcile_after)
 
-    async def claim(self, limit: int) -> list[object]:
+    @property
+    def lease(self) -> float:
         # The claim pushes the next look out by the quiet period, so a training
         # whose poll fails is simply polled again later.
-        async with self.pool.acquire() as conn:
-            return list(
-                await store.claim_in_flight(conn, limit, self.quiet, self.token)
-            )
-
-    async def seconds_until_due(self) -> float | None:
-        async with self.pool.acquire() as conn:
-            due = await store.next_due(conn, [Status.SUBMITTED, Status.RUNNING])
-        if due is None:
-            return None
-        return (due - datetime.now(UTC)).total_seconds()
+        return self.quiet
 
     async def handle(self, item: object) -> None:
         assert isinstance(item, TrainingRecord)

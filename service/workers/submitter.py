@@ -15,7 +15,6 @@ the training with Replicate's own message.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +37,7 @@ from ..replicate.errors import (
 from ..replicate.models import Training
 from ..store import trainings as store
 from ..store.trainings import Report, TrainingRecord
-from .base import Worker
+from .base import TrainingWorker
 
 log = get_logger()
 
@@ -52,14 +51,10 @@ DESTINATION_LAG_RETRIES = 5
 MAX_BACKOFF = 300.0
 
 
-@dataclass(frozen=True)
-class Claimed:
-    record: TrainingRecord
-
-
-class Submitter(Worker):
+class Submitter(TrainingWorker):
     name = "submitter"
     channel = store.QUEUED_CHANNEL
+    queue = store.Queue.QUEUED
 
     def __init__(
         self,
@@ -80,24 +75,16 @@ class Submitter(Worker):
         # taken up within a couple of minutes. An attempt that runs longer (slow
         # retries) may overlap another worker's, which the claim token and the
         # status checks in the queries make harmless.
-        self.lease = settings.replicate_timeout * 3
+        self._lease = settings.replicate_timeout * 3
         self.poll_after = timedelta(seconds=settings.reconcile_after)
 
-    async def claim(self, limit: int) -> list[object]:
-        async with self.pool.acquire() as conn:
-            records = await store.claim_queued(conn, limit, self.lease, self.token)
-        return [Claimed(r) for r in records]
-
-    async def seconds_until_due(self) -> float | None:
-        async with self.pool.acquire() as conn:
-            due = await store.next_due(conn, [Status.QUEUED])
-        if due is None:
-            return None
-        return (due - datetime.now(UTC)).total_seconds()
+    @property
+    def lease(self) -> float:
+        return self._lease
 
     async def handle(self, item: object) -> None:
-        assert isinstance(item, Claimed)
-        record = item.record
+        assert isinstance(item, TrainingRecord)
+        record = item
         bind_contextvars(training_id=record.id)
 
         if record.is_unsettled:
