@@ -1,0 +1,117 @@
+"""What every benchmark shares: a fresh database, a Tuneyard process, percentiles.
+
+Benchmarks measure ratios within one run on one machine: absolute figures on a
+shared two-core machine mean little, ratios hold. They are run by hand or by
+`make bench`, never as timed tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+# The machine's own PostgreSQL unless told otherwise; each run makes a fresh
+# database through it and drops it after.
+SERVER_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class BenchDatabase:
+    """A database of its own for one run, migrated, dropped afterwards."""
+
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}_{secrets.token_hex(3)}"
+        parts = urlsplit(SERVER_URL)
+        self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
+
+    async def __aenter__(self) -> BenchDatabase:
+        conn = await asyncpg.connect(SERVER_URL)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            await conn.close()
+        subprocess.run(
+            [sys.executable, "-m", "service", "migrate"],
+            env={
+                **os.environ,
+                "DATABASE_URL": self.url,
+                "TUNEYARD_LOG_LEVEL": "warning",
+            },
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn = await asyncpg.connect(SERVER_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+class ServiceProcess:
+    """`tuneyard serve` on a free port, quiet, workers off unless asked."""
+
+    def __init__(self, database_url: str, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REPLICATE_API_TOKEN": "r8_bench",
+            "REPLICATE_BASE_URL": "http://127.0.0.1:9",
+            "REPLICATE_WEBHOOK_SECRET": "whsec_YmVuY2htYXJrLXNlY3JldC1rZXk=",
+            "TUNEYARD_PUBLIC_URL": self.url,
+            "TUNEYARD_PORT": str(self.port),
+            "TUNEYARD_WORKERS": "false",
+            "TUNEYARD_LOG_LEVEL": "warning",
+            **settings,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> ServiceProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"], env=self.env, cwd=ROOT
+        )
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                try:
+                    async with http.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        raise RuntimeError("tuneyard serve did not become healthy")
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)

@@ -1,0 +1,139 @@
+"""A page of 50 versions at 1,000 and at 1,000,000 versions in one destination.
+
+Keyset pagination should make both cost the same: the page is read from the
+versions_newest_first index wherever the cursor points. Measured through the
+HTTP API, for the first page and for a page deep in the collection.
+
+Usage: python bench/versions_page.py [--large 1000000] [--requests 300]
+Prints a table and writes the figures as JSON to bench/results/versions.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from common import BenchDatabase, ServiceProcess, percentile
+
+RESULTS = Path(__file__).parent / "results"
+
+SEED = """
+INSERT INTO versions (owner, name, version_id, created_at, source)
+SELECT 'acme', $1, encode(sha256(($1 || g)::bytea), 'hex'),
+       timestamptz '2020-01-01' + g * interval '1 second', 'sync'
+FROM generate_series(1, $2) AS g
+"""
+
+
+async def seed(url: str, name: str, count: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO destinations (owner, name) VALUES ('acme', $1)", name
+        )
+        await conn.execute(SEED, name, count)
+        await conn.execute("ANALYZE versions")
+    finally:
+        await conn.close()
+
+
+async def deep_cursor(http: aiohttp.ClientSession, first_page: str, hops: int) -> str:
+    """Follow `next` `hops` times, to measure a page far from the start."""
+    url = first_page
+    for _ in range(hops):
+        async with http.get(url) as response:
+            url = (await response.json())["next"]
+    return url
+
+
+async def time_page(
+    http: aiohttp.ClientSession, url: str, requests: int
+) -> list[float]:
+    for _ in range(20):  # warm the connection, the prepared statements, the cache
+        async with http.get(url) as response:
+            await response.read()
+    timings = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        async with http.get(url) as response:
+            body = await response.read()
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status == 200, body[:200]
+    return timings
+
+
+async def plan(url: str, name: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "EXPLAIN SELECT * FROM versions WHERE owner = 'acme' AND name = $1 "
+            "AND deleted_at IS NULL AND (created_at, version_id) < (now(), '') "
+            "ORDER BY created_at DESC, version_id DESC LIMIT 51",
+            name,
+        )
+    finally:
+        await conn.close()
+    return "\n".join(row[0] for row in rows)
+
+
+async def main(large: int, requests: int) -> dict:
+    sizes = {"small": 1000, "large": large}
+    results: dict = {"requests": requests, "cases": {}}
+    async with BenchDatabase("tuneyard_bench_versions") as db:
+        for name, count in sizes.items():
+            started = time.perf_counter()
+            await seed(db.url, name, count)
+            print(
+                f"seeded acme/{name} with {count:,} versions in "
+                f"{time.perf_counter() - started:.1f}s"
+            )
+        results["plan_large"] = await plan(db.url, "large")
+        async with ServiceProcess(db.url) as service, aiohttp.ClientSession() as http:
+            for name, count in sizes.items():
+                first = f"{service.url}/v1/destinations/acme/{name}/versions?limit=50"
+                # Halfway into the small one; ten pages in for the large one,
+                # and the plan shows the depth does not matter.
+                deep = await deep_cursor(http, first, hops=10)
+                for page, url in (("first", first), ("deep", deep)):
+                    timings = await time_page(http, url, requests)
+                    results["cases"][f"{name}/{page}"] = {
+                        "versions": count,
+                        "p50_ms": round(percentile(timings, 0.5), 2),
+                        "p99_ms": round(percentile(timings, 0.99), 2),
+                    }
+    cases = results["cases"]
+    results["ratio_p50"] = round(
+        cases["large/first"]["p50_ms"] / cases["small/first"]["p50_ms"], 2
+    )
+    results["ratio_p50_deep"] = round(
+        cases["large/deep"]["p50_ms"] / cases["small/deep"]["p50_ms"], 2
+    )
+    return results
+
+
+def report(results: dict) -> None:
+    print(f"\n{'case':<14}{'versions':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    for case, figures in results["cases"].items():
+        print(
+            f"{case:<14}{figures['versions']:>12,}"
+            f"{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}"
+        )
+    print(f"\nlarge / small, p50, first page: {results['ratio_p50']}x")
+    print(f"large / small, p50, deep page:  {results['ratio_p50_deep']}x")
+    print("\nplan for the large destination:\n" + results["plan_large"])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.large, args.requests))
+    report(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "versions.json").write_text(json.dumps(results, indent=2) + "\n")
