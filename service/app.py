@@ -5,10 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import resources
-from .api import aliases, destinations, health, trainings, versions, webhooks
+from .api import (
+    aliases,
+    destinations,
+    health,
+    notifications,
+    trainings,
+    versions,
+    webhooks,
+)
 from .api.middleware import problem_details, request_context
 from .config import Settings
+from .errors import ConfigError
 from .store import migrations
+from .store.trainings import Policy
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -20,17 +30,23 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[resources.SETTINGS] = settings
     app[resources.MIGRATIONS] = migrations.load()
+    if settings.public_url is None:
+        raise ConfigError("TUNEYARD_PUBLIC_URL: not set")
+    app[resources.POLICY] = Policy.from_settings(settings)
 
     app.cleanup_ctx.append(resources.database_pool)
     app.cleanup_ctx.append(resources.http_session)
     app.cleanup_ctx.append(resources.replicate_client)
     app.cleanup_ctx.append(resources.webhook_secrets)
     app.cleanup_ctx.append(resources.workers)
+    app.cleanup_ctx.append(resources.event_hub)
+    app.on_shutdown.append(resources.close_event_streams)
 
     app.add_routes(health.routes)
     app.add_routes(trainings.routes)
     app.add_routes(destinations.routes)
     app.add_routes(versions.routes)
     app.add_routes(aliases.routes)
+    app.add_routes(notifications.routes)
     app.add_routes(webhooks.routes)
     return app

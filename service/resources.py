@@ -23,8 +23,11 @@ from .replicate.errors import ReplicateError
 from .replicate.ratelimit import RateLimiter
 from .store import migrations
 from .store.pool import create_pool
+from .store.trainings import Policy
+from .streams import EventHub
 from .webhooks.verify import WebhookVerifier
 from .workers.base import Worker
+from .workers.notifier import Notifier
 from .workers.reconciler import Reconciler
 from .workers.submitter import Submitter
 
@@ -44,6 +47,8 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 REPLICATE = web.AppKey("replicate", ReplicateClient)
 WEBHOOK_SECRETS = web.AppKey("webhook_secrets", WebhookSecrets)
 WORKERS = web.AppKey("workers", list[Worker])
+POLICY = web.AppKey("policy", Policy)
+EVENT_HUB = web.AppKey("event_hub", EventHub)
 
 
 async def database_pool(app: web.Application) -> AsyncIterator[None]:
@@ -127,17 +132,42 @@ async def _fetch_webhook_secret(
 
 
 async def workers(app: web.Application) -> AsyncIterator[None]:
-    """The submitter and reconciler, unless TUNEYARD_WORKERS is off."""
+    """The submitter, reconciler and notifier, unless TUNEYARD_WORKERS is off.
+
+    The notifier runs only where callbacks can be signed; without a secret no
+    training with a callback URL is accepted.
+    """
     settings = app[SETTINGS]
     running: list[Worker] = []
     app[WORKERS] = running
     if settings.workers:
         assert settings.database_url is not None
         dsn = settings.database_url.get_secret_value()
-        for worker_type in (Submitter, Reconciler):
-            worker = worker_type(app[POOL], dsn, app[REPLICATE], settings)
+        running += [
+            Submitter(app[POOL], dsn, app[REPLICATE], settings),
+            Reconciler(app[POOL], dsn, app[REPLICATE], settings),
+        ]
+        if settings.callback_secrets:
+            running.append(Notifier(app[POOL], dsn, app[HTTP], settings))
+        for worker in running:
             worker.start()
-            running.append(worker)
     yield
     for worker in running:
         await worker.stop(grace=settings.shutdown_timeout)
+
+
+async def event_hub(app: web.Application) -> AsyncIterator[None]:
+    """The listener that feeds live event streams; streams end at shutdown."""
+    settings = app[SETTINGS]
+    assert settings.database_url is not None
+    hub = EventHub(settings.database_url.get_secret_value())
+    app[EVENT_HUB] = hub
+    hub.start()
+    yield
+    await hub.stop()
+
+
+async def close_event_streams(app: web.Application) -> None:
+    """Runs before the server waits for requests in flight, so open streams end
+    at once instead of holding the shutdown for its whole timeout."""
+    app[EVENT_HUB].close_streams()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -22,7 +21,7 @@ from .logs import get_logger
 from .replicate.client import ReplicateClient
 from .replicate.errors import ReplicateUnavailable
 from .store import trainings as store
-from .store.trainings import NewTraining, Report, TrainingRecord
+from .store.trainings import NewTraining, Policy, Report, TrainingRecord
 
 log = get_logger()
 
@@ -41,6 +40,7 @@ async def accept(
     destination: ModelRef,
     trainer: str,
     body: dict[str, Any],
+    policy: Policy,
 ) -> tuple[TrainingRecord, bool]:
     """Record a queued training; returns it and whether it is a replay.
 
@@ -62,7 +62,7 @@ async def accept(
         callback_url=body.get("callback_url"),
     )
     async with pool.acquire() as conn:
-        record = await store.insert(conn, new)
+        record = await store.insert(conn, new, policy)
         if record is not None:
             log.info(
                 "training_accepted",
@@ -90,7 +90,7 @@ async def cancel(
     client: ReplicateClient,
     training_id: str,
     *,
-    poll_after: timedelta,
+    policy: Policy,
 ) -> TrainingRecord:
     """Cancel a training wherever it is.
 
@@ -110,7 +110,7 @@ async def cancel(
                 conn,
                 Report(source="cancel", status=Status.CANCELED),
                 training_id=training_id,
-                poll_after=poll_after,
+                policy=policy,
             )
             assert outcome.training is not None
             return outcome.training
@@ -129,7 +129,7 @@ async def cancel(
             conn,
             Report(source="cancel", training=answer),
             training_id=training_id,
-            poll_after=poll_after,
+            policy=policy,
         )
     assert outcome.training is not None
     return outcome.training

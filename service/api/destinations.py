@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import destinations
 from ..domain.names import parse_model
+from ..domain.views import VersionResource
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE, SETTINGS
 from ..store import destinations as store
 from ..store import versions as versions_store
 from ..store.destinations import DestinationRecord
 from . import requests
-from .versions import VersionResource, load_version_resource
+from .versions import load_version_resource
 
 routes = web.RouteTableDef()
 

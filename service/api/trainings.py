@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -12,10 +12,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .. import trainings
+from ..config import Settings
 from ..domain.names import parse_model, parse_version
 from ..domain.status import Status
-from ..errors import InvalidRequest, NotFound
-from ..resources import POOL, REPLICATE, SETTINGS
+from ..domain.views import TrainingResource
+from ..errors import InvalidRequest, NotFound, ValidationFailed
+from ..resources import EVENT_HUB, POLICY, POOL, REPLICATE, SETTINGS
 from ..store import trainings as store
 from ..store.trainings import TrainingFilter, TrainingRecord
 from . import requests
@@ -29,6 +31,10 @@ MAX_INPUT_BYTES = 256 * 1024
 MAX_METADATA_KEYS = 32
 MAX_URL_LENGTH = 2048
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# How long a client should wait before reconnecting a dropped stream, and how often
+# an idle stream sends a comment so proxies do not close it.
+SSE_RETRY_MS = 2000
+SSE_KEEPALIVE = 15.0
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
@@ -93,71 +99,6 @@ class TrainingRequest(BaseModel):
         return value
 
 
-class ProducedVersion(BaseModel):
-    id: str
-    destination: str
-
-
-class TrainingResource(BaseModel):
-    """A training as Tuneyard knows it."""
-
-    id: str
-    status: Status
-    destination: str
-    trainer: str
-    input: dict[str, Any]
-    destination_settings: dict[str, Any] | None
-    metadata: dict[str, str]
-    callback_url: str | None
-    caller: str
-    replicate_id: str | None
-    replicate_status: str | None
-    error: str | None
-    version: ProducedVersion | None
-    attempts: int
-    last_attempt_error: str | None
-    cancel_requested_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    submitted_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    urls: dict[str, str]
-
-    @classmethod
-    def of(cls, record: TrainingRecord, base: str) -> TrainingResource:
-        own = f"{base}/v1/trainings/{record.id}"
-        version = None
-        if record.version_id is not None:
-            version = ProducedVersion(
-                id=record.version_id, destination=str(record.destination)
-            )
-        return cls(
-            id=record.id,
-            status=record.status,
-            destination=str(record.destination),
-            trainer=record.trainer,
-            input=record.input,
-            destination_settings=record.destination_settings,
-            metadata=record.metadata,
-            callback_url=record.callback_url,
-            caller=record.caller,
-            replicate_id=record.replicate_id,
-            replicate_status=record.replicate_status,
-            error=record.error,
-            version=version,
-            attempts=record.attempts,
-            last_attempt_error=record.last_attempt_error,
-            cancel_requested_at=record.cancel_requested_at,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            submitted_at=record.submitted_at,
-            started_at=record.started_at,
-            completed_at=record.completed_at,
-            urls={"self": own, "events": f"{own}/events", "cancel": f"{own}/cancel"},
-        )
-
-
 class TrainingPage(BaseModel):
     results: list[TrainingResource]
     next: str | None
@@ -191,6 +132,8 @@ async def create_training(request: web.Request) -> web.Response:
             "Idempotency-Key must be 1 to 255 visible ASCII characters"
         )
     body = await requests.read_json(request, TrainingRequest)
+    if body.callback_url is not None:
+        _check_callback(body.callback_url, request.app[SETTINGS])
 
     record, replayed = await trainings.accept(
         request.app[POOL],
@@ -199,6 +142,7 @@ async def create_training(request: web.Request) -> web.Response:
         destination=parse_model(body.destination),
         trainer=body.trainer,
         body=body.model_dump(mode="json"),
+        policy=request.app[POLICY],
     )
 
     resource = TrainingResource.of(record, _base(request))
@@ -246,7 +190,7 @@ async def cancel_training(request: web.Request) -> web.Response:
         request.app[POOL],
         request.app[REPLICATE],
         training_id,
-        poll_after=timedelta(seconds=request.app[SETTINGS].reconcile_after),
+        policy=request.app[POLICY],
     )
     status = 200 if record.status.is_terminal else 202
     return requests.json_response(
@@ -255,14 +199,71 @@ async def cancel_training(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/trainings/{training_id}/events")
-async def training_events(request: web.Request) -> web.Response:
-    """Every webhook and poll result applied to the training, in order."""
+async def training_events(request: web.Request) -> web.StreamResponse:
+    """Every webhook and poll result applied to the training, in order.
+
+    With `Accept: text/event-stream`, the events are streamed as server-sent
+    events while they happen, resuming after `Last-Event-ID`; the stream ends
+    with an `end` event once the training has finished.
+    """
     record = await _load(request)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _stream_events(request, record)
     async with request.app[POOL].acquire() as conn:
         rows = await store.events(conn, record.id)
     return requests.json_response(
         TrainingEventList(results=[TrainingEvent(**dict(row)) for row in rows])
     )
+
+
+async def _stream_events(
+    request: web.Request, record: TrainingRecord
+) -> web.StreamResponse:
+    after = _last_event_id(request)
+    subscription = request.app[EVENT_HUB].subscribe(record.id)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            # Proxies that buffer would hold events back until the stream ends.
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {SSE_RETRY_MS}\n\n".encode())
+        while not subscription.closed:
+            async with request.app[POOL].acquire() as conn:
+                rows = await store.events(conn, record.id, after=after)
+                current = await store.get(conn, record.id)
+            for row in rows:
+                data = TrainingEvent(**dict(row)).model_dump_json()
+                await response.write(
+                    f"id: {row['id']}\nevent: training.event\ndata: {data}\n\n".encode()
+                )
+                after = row["id"]
+            if current is not None and current.status.is_terminal:
+                end = json.dumps({"status": current.status.value})
+                await response.write(f"event: end\ndata: {end}\n\n".encode())
+                break
+            if not await subscription.wait(SSE_KEEPALIVE):
+                await response.write(b": keepalive\n\n")
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        request.app[EVENT_HUB].unsubscribe(subscription)
+    return response
+
+
+def _last_event_id(request: web.Request) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest("Last-Event-ID must be an event id") from None
+    if value < 0:
+        raise InvalidRequest("Last-Event-ID must be an event id")
+    return value
 
 
 async def _load(request: web.Request) -> TrainingRecord:
@@ -272,6 +273,30 @@ async def _load(request: web.Request) -> TrainingRecord:
     if record is None:
         raise NotFound(f"no training {training_id}")
     return record
+
+
+def _check_callback(url: str, settings: Settings) -> None:
+    """Callbacks are signed, so they need a secret; and a configured allow-list
+    keeps Tuneyard from being pointed at hosts it should not call."""
+    if not settings.callback_secrets:
+        raise ValidationFailed(
+            "this Tuneyard cannot sign callbacks: TUNEYARD_WEBHOOK_SECRET is not set",
+            errors=[{"field": "callback_url", "message": "callbacks are not enabled"}],
+        )
+    allowed = settings.allowed_callback_hosts
+    host = (urlsplit(url).hostname or "").lower()
+    if allowed and not any(_host_matches(host, pattern) for pattern in allowed):
+        raise ValidationFailed(
+            f"callback_url host {host} is not in TUNEYARD_CALLBACK_HOSTS",
+            errors=[{"field": "callback_url", "message": "host not allowed"}],
+        )
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    pattern = pattern.split(":")[0]
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
 
 
 def _filter(request: web.Request) -> TrainingFilter:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 from aiohttp import web
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .. import destinations
 from ..domain.names import ModelRef
+from ..domain.views import VersionResource
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE
 from ..store import destinations as destinations_store
@@ -32,63 +33,6 @@ ALIAS = re.compile(rf"^{ALIAS_PATTERN}$")
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 MAX_TAGS = 32
-
-
-class Lineage(BaseModel):
-    """How a version came to be: the training, its trainer, input and caller."""
-
-    training_id: str
-    replicate_training_id: str | None
-    trainer: str
-    input: dict[str, Any]
-    caller: str
-    metadata: dict[str, str]
-
-
-class VersionResource(BaseModel):
-    id: str
-    destination: str
-    created_at: datetime
-    recorded_at: datetime
-    weights_url: str | None
-    description: str | None
-    tags: list[str]
-    aliases: list[str]
-    deleted_at: datetime | None
-    source: str
-    lineage: Lineage | None
-    urls: dict[str, str]
-
-    @classmethod
-    def of(cls, row: asyncpg.Record, base: str) -> VersionResource:
-        ref = f"{row['owner']}/{row['name']}"
-        own = f"{base}/v1/destinations/{ref}/versions/{row['version_id']}"
-        urls = {"self": own}
-        lineage = None
-        if row["training_id"] is not None:
-            urls["training"] = f"{base}/v1/trainings/{row['training_id']}"
-            lineage = Lineage(
-                training_id=row["training_id"],
-                replicate_training_id=row["replicate_id"],
-                trainer=row["trainer"],
-                input=row["input"],
-                caller=row["caller"],
-                metadata=row["metadata"],
-            )
-        return cls(
-            id=row["version_id"],
-            destination=ref,
-            created_at=row["created_at"],
-            recorded_at=row["recorded_at"],
-            weights_url=row["weights_url"],
-            description=row["description"],
-            tags=row["tags"],
-            aliases=row["aliases"],
-            deleted_at=row["deleted_at"],
-            source=row["source"],
-            lineage=lineage,
-            urls=urls,
-        )
 
 
 class VersionPage(BaseModel):

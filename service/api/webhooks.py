@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from ..errors import InvalidRequest, Unavailable
 from ..replicate.models import Training
-from ..resources import POOL, SETTINGS, WEBHOOK_SECRETS
+from ..resources import POLICY, POOL, SETTINGS, WEBHOOK_SECRETS
 from ..store import trainings as store
 from ..store.trainings import Report
 from .requests import read_body
@@ -53,7 +52,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
                 body=training.raw(),
             ),
             training_id=training_id,
-            poll_after=timedelta(seconds=settings.reconcile_after),
+            policy=request.app[POLICY],
         )
 
     return web.json_response(

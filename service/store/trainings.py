@@ -13,18 +13,25 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
 from ..domain.names import ModelRef
 from ..domain.status import Status, advance, from_replicate
+from ..domain.views import TrainingResource, VersionResource
 from ..logs import get_logger
 from ..replicate.models import Training
+from . import notifications, versions
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = get_logger()
 
 QUEUED_CHANNEL = "tuneyard_trainings_queued"
+# Every recorded event of a training, for live streams on any replica.
+EVENTS_CHANNEL = "tuneyard_training_events"
 
 Source = Literal["webhook", "poll", "submitter", "cancel"]
 
@@ -125,6 +132,21 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """What a state change needs from the settings."""
+
+    # How long a training on Replicate may stay quiet before it is polled.
+    poll_after: timedelta
+    # The base of the URLs in callback events.
+    public_url: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        assert settings.public_url is not None
+        return cls(timedelta(seconds=settings.reconcile_after), settings.public_url)
+
+
+@dataclass(frozen=True)
 class Outcome:
     training: TrainingRecord | None
     duplicate: bool = False
@@ -154,7 +176,7 @@ SELECT_BY_IDEMPOTENCY_KEY = """
 SELECT * FROM trainings WHERE caller = $1 AND idempotency_key = $2
 """
 
-NOTIFY_QUEUED = "SELECT pg_notify($1, $2)"
+NOTIFY = "SELECT pg_notify($1, $2)"
 
 SELECT_TRAINING = "SELECT * FROM trainings WHERE id = $1"
 SELECT_TRAINING_FOR_UPDATE = "SELECT * FROM trainings WHERE id = $1 FOR UPDATE"
@@ -208,8 +230,11 @@ LIMIT $3
 # Intake --------------------------------------------------------------------
 
 
-async def insert(conn: asyncpg.Connection, new: NewTraining) -> TrainingRecord | None:
-    """Record a queued training and wake the submitters, in one transaction.
+async def insert(
+    conn: asyncpg.Connection, new: NewTraining, policy: Policy
+) -> TrainingRecord | None:
+    """Record a queued training and wake the submitters, in one transaction; with
+    a callback URL, its training.queued event goes into the outbox with it.
 
     Returns None when the caller already used this idempotency key.
     """
@@ -234,8 +259,10 @@ async def insert(conn: asyncpg.Connection, new: NewTraining) -> TrainingRecord |
         if row is None:
             return None
         # Delivered at commit, so a submitter never wakes before the row is visible.
-        await conn.execute(NOTIFY_QUEUED, QUEUED_CHANNEL, new.id)
-    return TrainingRecord.from_row(row)
+        await conn.execute(NOTIFY, QUEUED_CHANNEL, new.id)
+        record = TrainingRecord.from_row(row)
+        await _enqueue_callback(conn, record, policy, version=None)
+    return record
 
 
 async def by_idempotency_key(
@@ -432,7 +459,7 @@ async def apply_report(
     report: Report,
     *,
     training_id: str | None = None,
-    poll_after: timedelta,
+    policy: Policy,
 ) -> Outcome:
     """Apply what was learned about a training; call inside a transaction.
 
@@ -525,12 +552,19 @@ async def apply_report(
         started_at,
         completed_at,
         # A quiet training is polled once this passes; news pushes it back.
-        now + poll_after if status in (Status.SUBMITTED, Status.RUNNING) else now,
+        now + policy.poll_after
+        if status in (Status.SUBMITTED, Status.RUNNING)
+        else now,
         record.create_sent_at if replicate_id is None else None,
         record.last_attempt_error if status is Status.QUEUED else None,
     )
     updated = TrainingRecord.from_row(row)
     if new_status is not None:
+        version = None
+        if version_recorded:
+            assert version_id is not None
+            version = await versions.get(conn, updated.destination, version_id)
+        await _enqueue_callback(conn, updated, policy, version=version)
         log.info(
             "training_status_changed",
             training_id=record.id,
@@ -565,10 +599,47 @@ async def _find_for_update(
     return await lock(conn, training_id)
 
 
+async def _enqueue_callback(
+    conn: asyncpg.Connection,
+    record: TrainingRecord,
+    policy: Policy,
+    *,
+    version: asyncpg.Record | None,
+) -> None:
+    """Put the training's new status in the outbox, if its caller wants callbacks.
+
+    The event is a snapshot taken in the same transaction as the change it
+    reports, so it says what was true then, and it exists if and only if the
+    change was committed.
+    """
+    if record.callback_url is None:
+        return
+    event_type = f"training.{record.status.value}"
+    payload: dict[str, Any] = {
+        "type": event_type,
+        "training": TrainingResource.of(record, policy.public_url).model_dump(
+            mode="json"
+        ),
+    }
+    if version is not None:
+        payload["version"] = VersionResource.of(version, policy.public_url).model_dump(
+            mode="json"
+        )
+    await notifications.enqueue(
+        conn,
+        training_id=record.id,
+        caller=record.caller,
+        event_type=event_type,
+        payload=payload,
+        callback_url=record.callback_url,
+    )
+
+
 async def _record_event(
     conn: asyncpg.Connection, training_id: str | None, report: Report, *, applied: bool
 ) -> bool:
-    """Store the event; False when its webhook-id was seen before."""
+    """Store the event and tell live streams; False when its webhook-id was seen
+    before."""
     event_id = await conn.fetchval(
         INSERT_EVENT,
         training_id,
@@ -579,6 +650,8 @@ async def _record_event(
         applied,
         report.event_body(),
     )
+    if event_id is not None and training_id is not None:
+        await conn.execute(NOTIFY, EVENTS_CHANNEL, training_id)
     return event_id is not None
 
 

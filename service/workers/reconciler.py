@@ -9,8 +9,6 @@ version. A cancel that could not reach Replicate is retried here too.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
@@ -19,7 +17,7 @@ from ..logs import get_logger
 from ..replicate.client import ReplicateClient
 from ..replicate.errors import ReplicateError
 from ..store import trainings as store
-from ..store.trainings import Report, TrainingRecord
+from ..store.trainings import Policy, Report, TrainingRecord
 from .base import TrainingWorker
 
 log = get_logger()
@@ -44,7 +42,7 @@ class Reconciler(TrainingWorker):
         )
         self.client = client
         self.quiet = settings.reconcile_after
-        self.poll_after = timedelta(seconds=settings.reconcile_after)
+        self.policy = Policy.from_settings(settings)
 
     @property
     def lease(self) -> float:
@@ -72,7 +70,7 @@ class Reconciler(TrainingWorker):
                 conn,
                 Report(source=source, training=training),
                 training_id=record.id,
-                poll_after=self.poll_after,
+                policy=self.policy,
             )
         log.info(
             "training_reconciled",

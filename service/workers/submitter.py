@@ -36,7 +36,7 @@ from ..replicate.errors import (
 )
 from ..replicate.models import Training
 from ..store import trainings as store
-from ..store.trainings import Report, TrainingRecord
+from ..store.trainings import Policy, Report, TrainingRecord
 from .base import TrainingWorker
 
 log = get_logger()
@@ -76,7 +76,7 @@ class Submitter(TrainingWorker):
         # retries) may overlap another worker's, which the claim token and the
         # status checks in the queries make harmless.
         self._lease = settings.replicate_timeout * 3
-        self.poll_after = timedelta(seconds=settings.reconcile_after)
+        self.policy = Policy.from_settings(settings)
 
     @property
     def lease(self) -> float:
@@ -238,7 +238,7 @@ class Submitter(TrainingWorker):
     ) -> store.Outcome | None:
         async with self.pool.acquire() as conn, conn.transaction():
             return await store.apply_report(
-                conn, report, training_id=record.id, poll_after=self.poll_after
+                conn, report, training_id=record.id, policy=self.policy
             )
 
     async def _fail(self, record: TrainingRecord, message: str) -> None:

@@ -10,11 +10,11 @@ import pytest
 
 from service.domain.status import Status
 from service.store import trainings as store
-from service.store.trainings import Report, TrainingRecord
+from service.store.trainings import Policy, Report, TrainingRecord
 
 from ..support.factories import queued_training, replicate_training
 
-POLL_AFTER = timedelta(minutes=2)
+POLICY = Policy(timedelta(minutes=2), "http://tuneyard.test")
 
 
 async def apply(
@@ -22,7 +22,7 @@ async def apply(
 ) -> store.Outcome:
     async with pool.acquire() as conn, conn.transaction():
         return await store.apply_report(
-            conn, report, training_id=training_id, poll_after=POLL_AFTER
+            conn, report, training_id=training_id, policy=POLICY
         )
 
 

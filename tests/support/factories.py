@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ from service.domain.ids import new_id
 from service.domain.names import ModelRef
 from service.replicate.models import Training
 from service.store import trainings as store
-from service.store.trainings import NewTraining, TrainingRecord
+from service.store.trainings import NewTraining, Policy, TrainingRecord
 
 TRAINER_VERSION = "e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497"
 TRAINER = f"ostris/flux-dev-lora-trainer:{TRAINER_VERSION}"
@@ -23,6 +24,7 @@ async def queued_training(
     destination: str = "acme/faces",
     caller: str = "tests",
     training_input: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> TrainingRecord:
     owner, name = destination.split("/")
     record = await store.insert(
@@ -37,8 +39,9 @@ async def queued_training(
             input=training_input or INPUT,
             destination_settings=None,
             metadata={},
-            callback_url=None,
+            callback_url=callback_url,
         ),
+        Policy(timedelta(minutes=2), "http://tuneyard.test"),
     )
     assert record is not None
     return record
