@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -96,6 +97,20 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024, alias="TUNEYARD_WEBHOOK_MAX_BYTES", ge=1024
     )
 
+    # Callbacks to callers.
+    tuneyard_webhook_secret: SecretStr | None = Field(
+        default=None, alias="TUNEYARD_WEBHOOK_SECRET"
+    )
+    callback_hosts: str = Field(default="", alias="TUNEYARD_CALLBACK_HOSTS")
+    callback_timeout: float = Field(
+        default=10.0, alias="TUNEYARD_CALLBACK_TIMEOUT", gt=0, le=300
+    )
+    # Seconds to wait before each retry; the default spans about a day.
+    callback_retry_schedule: str = Field(
+        default="5,30,120,600,1800,3600,7200,14400,28800,28800",
+        alias="TUNEYARD_CALLBACK_RETRY_SCHEDULE",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -112,7 +127,7 @@ class Settings(BaseSettings):
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value)
 
-    @field_validator("replicate_webhook_secret")
+    @field_validator("replicate_webhook_secret", "tuneyard_webhook_secret")
     @classmethod
     def _webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
@@ -128,12 +143,42 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("callback_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be comma-separated seconds, e.g. 5,30,120") from None
+        if not 1 <= len(delays) <= 50 or any(d <= 0 or d > 7 * 86400 for d in delays):
+            raise ValueError("must be 1 to 50 delays, each above 0 and at most a week")
+        return value
+
+    @field_validator("callback_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in _split(value):
+            if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:\d+)?", host):
+                raise ValueError(f"{host!r} is not a host name or *.domain")
+        return value.lower()
+
     @property
     def webhook_secrets(self) -> list[str]:
-        if self.replicate_webhook_secret is None:
-            return []
-        raw = self.replicate_webhook_secret.get_secret_value()
-        return [secret.strip() for secret in raw.split(",") if secret.strip()]
+        """The secrets that verify Replicate's webhooks."""
+        return _secrets(self.replicate_webhook_secret)
+
+    @property
+    def callback_secrets(self) -> list[str]:
+        """The secrets that sign Tuneyard's callbacks; all of them sign each one."""
+        return _secrets(self.tuneyard_webhook_secret)
+
+    @property
+    def retry_delays(self) -> list[float]:
+        return [float(part) for part in self.callback_retry_schedule.split(",")]
+
+    @property
+    def allowed_callback_hosts(self) -> list[str]:
+        return _split(self.callback_hosts)
 
     def webhook_url(self, training_id: str) -> str:
         """Where Replicate sends a training's webhooks; the id settles lost creates."""
@@ -155,12 +200,21 @@ class Settings(BaseSettings):
         "replicate_api_token",
         "database_url",
         "replicate_webhook_secret",
+        "tuneyard_webhook_secret",
         "public_url",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _secrets(value: SecretStr | None) -> list[str]:
+    return [] if value is None else _split(value.get_secret_value())
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -19,6 +19,7 @@ from .simulator.trainers import FLUX_DEV_LORA_TRAINER, FLUX_DEV_LORA_TRAINER_VER
 from .store import migrations
 from .store.embedded import EmbeddedPostgres
 from .store.pool import CONNECT_TIMEOUT
+from .webhooks.sign import new_webhook_secret
 
 log = get_logger()
 
@@ -154,16 +155,28 @@ async def local_simulator(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def dev(settings: Settings) -> None:
-    """Serve the API locally, against the simulator unless a token is set."""
+    """Serve the API locally, against the simulator unless a token is set.
+
+    Callbacks are signed with TUNEYARD_WEBHOOK_SECRET, or with a development
+    secret made now and printed, so a local receiver can verify them.
+    """
+    changes: dict[str, object] = {}
     if settings.public_url is None:
-        settings = settings.model_copy(
-            update={"public_url": f"http://{settings.host}:{settings.port}"}
-        )
+        changes["public_url"] = f"http://{settings.host}:{settings.port}"
+    callback_secret = None
+    if settings.tuneyard_webhook_secret is None:
+        callback_secret = new_webhook_secret()
+        changes["tuneyard_webhook_secret"] = SecretStr(callback_secret)
+    settings = settings.model_copy(update=changes)
     simulated = settings.replicate_api_token is None
     async with local_simulator(settings) as settings:
 
         def welcome(url: str) -> None:
-            print(welcome_text(url, settings, simulated), flush=True)
+            text = welcome_text(url, settings, simulated)
+            if callback_secret is not None:
+                # Made for this run only, so showing it gives nothing away.
+                text += f"Callbacks are signed with: {callback_secret}\n"
+            print(text, flush=True)
 
         await serve_settings(create_app(settings), settings, on_started=welcome)
 

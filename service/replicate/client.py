@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,6 +28,7 @@ from pydantic import SecretStr
 from .. import __version__
 from ..domain.names import ModelRef, VersionRef
 from ..logs import get_logger
+from ..retry import retry_after_seconds
 from .errors import (
     CreateOutcomeUnknown,
     ReplicateError,
@@ -303,24 +303,14 @@ class ReplicateClient:
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
-    """Seconds to wait: Retry-After (seconds or an HTTP date), else ratelimit-reset."""
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(value)
-                return max(when.timestamp() - time.time(), 0.0)
-            except (TypeError, ValueError):
-                pass
-    reset = headers.get("ratelimit-reset")
-    if reset:
-        try:
-            return max(float(reset), 0.0)
-        except ValueError:
-            return None
-    return None
+    """Seconds to wait: Retry-After, else Replicate's ratelimit-reset."""
+    seconds = retry_after_seconds(headers.get("Retry-After"))
+    if seconds is not None:
+        return seconds
+    try:
+        return max(float(headers.get("ratelimit-reset", "")), 0.0)
+    except ValueError:
+        return None
 
 
 def _path(url: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..webhooks.sign import new_webhook_secret
 from .faults import FaultSettings
 
 DEFAULT_PORT = 8090
@@ -24,11 +24,6 @@ DEFAULT_CREATE_RATE_LIMIT = 600
 # dots on Replicate; the simulator holds names to the same alphabet.
 NAME_PATTERN = r"^[a-z0-9._-]{1,100}$"
 _NAME = re.compile(NAME_PATTERN)
-
-
-def new_webhook_secret() -> str:
-    """A fresh Standard Webhooks secret: whsec_ and 32 random bytes in base64."""
-    return SIGNING_KEY_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def check_webhook_secret(secret: str) -> None:

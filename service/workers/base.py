@@ -162,6 +162,9 @@ class Worker(ABC):
                             await closed.wait()
             except DATABASE_UNAVAILABLE as exc:
                 log.debug("worker_listen_failed", worker=self.name, error=str(exc))
+            except Exception:
+                # Polling still finds the work; keep trying to listen as well.
+                log.exception("worker_listen_error", worker=self.name)
             finally:
                 if conn is not None and not conn.is_closed():
                     await conn.close(timeout=1)
