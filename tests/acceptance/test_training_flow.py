@@ -129,8 +129,10 @@ async def test_service_killed_before_recording_the_create_answer_makes_one_train
     # Answers are held back, so the create is in flight long enough to kill the
     # service after it was sent and before its answer is recorded; webhooks are
     # dropped, so no start webhook settles it first. Only Replicate's list can.
-    await simulator.set_faults(latency_ms=1500, webhook_drop_rate=1.0)
-    service = await start_service()
+    # The timeout leaves room above the latency on a loaded machine; the lease the
+    # replacement waits out is three timeouts.
+    await simulator.set_faults(latency_ms=1000, webhook_drop_rate=1.0)
+    service = await start_service(TUNEYARD_REPLICATE_TIMEOUT="4")
     created = await submit(service)
 
     conn = await asyncpg.connect(clean_database)
@@ -147,7 +149,7 @@ async def test_service_killed_before_recording_the_create_answer_makes_one_train
         await service.wait()
         await wait_until(simulator.trainings, message="the create arrived")
         await simulator.set_faults(latency_ms=0, webhook_drop_rate=0.0)
-        replacement = await start_service()
+        replacement = await start_service(TUNEYARD_REPLICATE_TIMEOUT="4")
         done = await wait_finished(replacement, created["id"])
     finally:
         await conn.close()

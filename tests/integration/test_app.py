@@ -180,7 +180,7 @@ async def test_readyz_fails_while_database_is_down_and_recovers(
     ],
 )
 async def test_readyz_fails_when_migrations_are_not_current(
-    client_for: Callable, empty_database: str, tamper: str, detail: str
+    empty_database: str, client_for: Callable, tamper: str, detail: str
 ) -> None:
     await databases.migrate(empty_database)
     client = await client_for(empty_database)

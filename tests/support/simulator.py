@@ -257,14 +257,19 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self._statuses: list[int] = []
+        self._headers: list[dict[str, str]] = []
         self._holds: list[float] = []
         self._redirect: str | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self.url = ""
 
-    def answer_with(self, *statuses: int) -> None:
+    def answer_with(
+        self, *statuses: int, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer the next requests with these statuses (and headers), in turn."""
         self._statuses.extend(statuses)
+        self._headers.extend([headers or {}] * len(statuses))
 
     def redirect_to(self, url: str) -> None:
         self._redirect = url
@@ -302,14 +307,16 @@ class WebhookReceiver:
         body = await request.read()
         if self._holds:
             await asyncio.sleep(self._holds.pop(0))
+        extra: dict[str, str] = {}
         if request.path == "/elsewhere":
             status = 200
         elif self._redirect is not None:
             status = 307
         else:
             status = self._statuses.pop(0) if self._statuses else 200
+            extra = self._headers.pop(0) if self._headers else {}
         headers = {name.lower(): value for name, value in request.headers.items()}
         self.received.append(ReceivedWebhook(request.path, body, headers, status))
         if status == 307:
             return web.Response(status=307, headers={"Location": str(self._redirect)})
-        return web.Response(status=status)
+        return web.Response(status=status, headers=extra)
