@@ -14,6 +14,7 @@ from .api import (
     versions,
     webhooks,
 )
+from .api.callers import TOKEN_CACHE, TokenCache, authenticate
 from .api.middleware import problem_details, request_context
 from .config import Settings
 from .errors import ConfigError
@@ -24,7 +25,7 @@ from .store.trainings import Policy
 def create_app(settings: Settings) -> web.Application:
     """Build the Tuneyard application; resources open when it starts."""
     app = web.Application(
-        middlewares=[request_context, problem_details],
+        middlewares=[request_context, problem_details, authenticate],
         # Bodies are read with per-endpoint limits; this is only the backstop.
         client_max_size=settings.webhook_max_bytes,
     )
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.public_url is None:
         raise ConfigError("TUNEYARD_PUBLIC_URL: not set")
     app[resources.POLICY] = Policy.from_settings(settings)
+    app[TOKEN_CACHE] = TokenCache()
 
     app.cleanup_ctx.append(resources.database_pool)
     app.cleanup_ctx.append(resources.http_session)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from . import runtime
 from .app import create_app
 from .config import Settings, load_settings
+from .domain.names import parse_model
 from .errors import ConfigError, MigrationError, ProblemError
 from .logs import configure_logging
 from .simulator import cli as simulator_cli
@@ -51,6 +52,50 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    try:
+        for name in (args.name, *args.owner):
+            parse_model(f"{name}/x")
+    except ValueError:
+        raise ConfigError(
+            "token names and owners use lowercase letters, digits, '-', '_' and '.'"
+        ) from None
+    with runtime.database(_settings()) as settings:
+        token = asyncio.run(runtime.create_token(settings, args.name, args.owner))
+    if token is None:
+        _fail(f"a token named {args.name} is active; revoke it first")
+        return 1
+    owners = ", ".join(args.owner) or "any"
+    print(f"created token {args.name} for destinations of: {owners}")
+    print("it is shown only now; store it where the caller keeps secrets")
+    print(token)
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    with runtime.database(_settings()) as settings:
+        records = asyncio.run(runtime.list_tokens(settings))
+    print(f"{'NAME':<24} {'OWNERS':<30} {'CREATED':<17} REVOKED")
+    for record in records:
+        owners = ",".join(record.owners) or "any"
+        created = record.created_at.strftime("%Y-%m-%d %H:%M")
+        revoked = "-"
+        if record.revoked_at is not None:
+            revoked = record.revoked_at.strftime("%Y-%m-%d %H:%M")
+        print(f"{record.name:<24} {owners:<30} {created:<17} {revoked}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with runtime.database(_settings()) as settings:
+        revoked = asyncio.run(runtime.revoke_token(settings, args.name))
+    if not revoked:
+        _fail(f"no active token named {args.name}")
+        return 1
+    print(f"revoked token {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuneyard",
@@ -89,6 +134,48 @@ def build_parser() -> argparse.ArgumentParser:
         "simulator when REPLICATE_API_TOKEN is not set, apply migrations, and serve "
         "the API, printing where it answers and how to submit a first training.",
     )
+    tokens = commands.add_parser(
+        "tokens",
+        help="create, list and revoke callers' API tokens",
+        description=(
+            "Callers send a token as 'Authorization: Bearer <token>'. Only a hash is "
+            f"stored, so a token is shown once, when made. {DATABASE_HELP}"
+        ),
+    )
+    token_commands = tokens.add_subparsers(
+        title="commands", required=True, metavar="COMMAND"
+    )
+    create = token_commands.add_parser(
+        "create",
+        help="make a token and print it",
+        description=(
+            "Make a token for a caller and print it alone on the last line. The name "
+            "is recorded as the caller of everything done with the token."
+        ),
+    )
+    create.add_argument("name", help="the caller's name, e.g. the calling service")
+    create.add_argument(
+        "--owner",
+        action="append",
+        default=[],
+        help="limit the token to destinations of this owner (repeatable; default: any)",
+    )
+    create.set_defaults(run=cmd_tokens_create)
+    listing = token_commands.add_parser(
+        "list", help="list tokens", description="List every token, active or revoked."
+    )
+    listing.set_defaults(run=cmd_tokens_list)
+    revoke = token_commands.add_parser(
+        "revoke",
+        help="revoke a caller's token",
+        description=(
+            "Revoke the active token of this name; requests with it are refused "
+            "within seconds on every replica."
+        ),
+    )
+    revoke.add_argument("name")
+    revoke.set_defaults(run=cmd_tokens_revoke)
+
     simulator = commands.add_parser(
         "simulator", help=simulator_cli.SUMMARY, description=simulator_cli.DESCRIPTION
     )

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, alias="TUNEYARD_DB_POOL_SIZE", ge=2, le=200)
 
+    # Callers must send a token made with `tuneyard tokens create`; switch off
+    # only where nothing untrusted can reach the API.
+    auth_required: bool = Field(default=True, alias="TUNEYARD_AUTH_REQUIRED")
+    # When set, /healthz, /readyz and /metrics need this bearer token.
+    ops_token: SecretStr | None = Field(default=None, alias="TUNEYARD_OPS_TOKEN")
+
     # Where `tuneyard dev` runs the simulator when no Replicate token is set.
     simulator_port: int = Field(
         default=8090, alias="TUNEYARD_SIMULATOR_PORT", ge=1, le=65535
@@ -201,6 +207,7 @@ class Settings(BaseSettings):
         "database_url",
         "replicate_webhook_secret",
         "tuneyard_webhook_secret",
+        "ops_token",
         "public_url",
         mode="before",
     )

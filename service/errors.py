@@ -37,6 +37,9 @@ class ProblemError(TuneyardError):
     title: ClassVar[str] = "Internal Server Error"
     type: ClassVar[str] = "about:blank"
 
+    # Headers the answer carries besides the problem body.
+    headers: ClassVar[dict[str, str]] = {}
+
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail

@@ -16,7 +16,7 @@ from .config import Settings
 from .logs import get_logger
 from .simulator import SimulatorConfig, create_simulator_app
 from .simulator.trainers import FLUX_DEV_LORA_TRAINER, FLUX_DEV_LORA_TRAINER_VERSION
-from .store import migrations
+from .store import migrations, tokens
 from .store.embedded import EmbeddedPostgres
 from .store.pool import CONNECT_TIMEOUT
 from .webhooks.sign import new_webhook_secret
@@ -46,12 +46,40 @@ def database(settings: Settings) -> Iterator[Settings]:
 
 async def apply_migrations(settings: Settings) -> list[migrations.Migration]:
     """Apply pending migrations to the configured database."""
-    assert settings.database_url is not None
-    conn = await asyncpg.connect(
-        settings.database_url.get_secret_value(), timeout=CONNECT_TIMEOUT
-    )
+    conn = await _connect(settings)
     try:
         return await migrations.migrate(conn, migrations.load())
+    finally:
+        await conn.close()
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    assert settings.database_url is not None
+    return await asyncpg.connect(
+        settings.database_url.get_secret_value(), timeout=CONNECT_TIMEOUT
+    )
+
+
+async def create_token(settings: Settings, name: str, owners: list[str]) -> str | None:
+    conn = await _connect(settings)
+    try:
+        return await tokens.create(conn, name, owners)
+    finally:
+        await conn.close()
+
+
+async def list_tokens(settings: Settings) -> list[tokens.TokenRecord]:
+    conn = await _connect(settings)
+    try:
+        return await tokens.all_tokens(conn)
+    finally:
+        await conn.close()
+
+
+async def revoke_token(settings: Settings, name: str) -> bool:
+    conn = await _connect(settings)
+    try:
+        return await tokens.revoke(conn, name)
     finally:
         await conn.close()
 

@@ -83,7 +83,9 @@ async def put_alias(request: web.Request) -> web.Response:
             raise NotFound(f"no version {version_id} in {ref}")
         if version["deleted_at"] is not None:
             raise Conflict(f"version {version_id} was deleted; an alias cannot name it")
-        move = await store.set_alias(conn, ref, alias, version_id, caller_of(request))
+        move = await store.set_alias(
+            conn, ref, alias, version_id, caller_of(request).name
+        )
 
     assert move.updated_at is not None
     assert move.version_id is not None
@@ -104,7 +106,8 @@ async def delete_alias(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if not await store.lock_destination(conn, ref):
             raise NotFound(f"no destination {ref}")
-        if await store.remove_alias(conn, ref, alias, caller_of(request)) is None:
+        removed = await store.remove_alias(conn, ref, alias, caller_of(request).name)
+        if removed is None:
             raise NotFound(f"no alias {alias} in {ref}")
     return web.Response(status=204)
 

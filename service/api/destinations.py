@@ -17,6 +17,7 @@ from ..store import destinations as store
 from ..store import versions as versions_store
 from ..store.destinations import DestinationRecord
 from . import requests
+from .callers import caller_of
 from .versions import load_version_resource
 
 routes = web.RouteTableDef()
@@ -148,6 +149,9 @@ async def put_destination(request: web.Request) -> web.Response:
 async def list_destinations(request: web.Request) -> web.Response:
     """In name order. Query: `owner`, `limit` (1-100), `cursor`."""
     owner = request.query.get("owner")
+    caller = caller_of(request)
+    if owner is not None:
+        caller.require(owner)
     limit = requests.query_int(request, "limit", 50, 1, 100)
     cursor = requests.decode_cursor(request)
     after = None
@@ -158,7 +162,12 @@ async def list_destinations(request: web.Request) -> web.Response:
             raise InvalidRequest("cursor is not one this API gave out") from None
 
     async with request.app[POOL].acquire() as conn:
-        records = await store.page(conn, owner=owner, after=after, limit=limit + 1)
+        records = await store.page(
+            conn,
+            owners=(owner,) if owner is not None else caller.owners,
+            after=after,
+            limit=limit + 1,
+        )
 
     more = len(records) > limit
     records = records[:limit]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import asyncpg
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -19,6 +20,7 @@ from ..store import notifications as store
 from ..store import trainings as trainings_store
 from ..store.notifications import NotificationRecord
 from . import requests
+from .callers import Forbidden, caller_of
 
 routes = web.RouteTableDef()
 
@@ -95,12 +97,20 @@ class RedeliverResult(BaseModel):
     redelivered: int
 
 
+async def _visible_training(
+    request: web.Request, conn: asyncpg.Connection, training_id: str
+) -> None:
+    training = await trainings_store.get(conn, training_id)
+    if training is None:
+        raise NotFound(f"no training {training_id}")
+    caller_of(request).require(training.destination_owner)
+
+
 @routes.get("/v1/trainings/{training_id}/notifications")
 async def training_notifications(request: web.Request) -> web.Response:
     training_id = request.match_info["training_id"]
     async with request.app[POOL].acquire() as conn:
-        if await trainings_store.get(conn, training_id) is None:
-            raise NotFound(f"no training {training_id}")
+        await _visible_training(request, conn, training_id)
         found = await store.for_training(conn, training_id)
     return requests.json_response(
         NotificationList(results=[NotificationResource.of(n, a) for n, a in found])
@@ -112,11 +122,12 @@ async def redeliver(request: web.Request) -> web.Response:
     """Send a delivered or failed event again, under its own webhook-id."""
     notification_id = request.match_info["notification_id"]
     async with request.app[POOL].acquire() as conn:
+        existing = await store.get(conn, notification_id)
+        if existing is None:
+            raise NotFound(f"no notification {notification_id}")
+        await _visible_training(request, conn, existing.training_id)
         record = await store.redeliver(conn, notification_id)
         if record is None:
-            existing = await store.get(conn, notification_id)
-            if existing is None:
-                raise NotFound(f"no notification {notification_id}")
             raise Conflict(f"notification {notification_id} is already being delivered")
     return requests.json_response(NotificationResource.of(record), status=202)
 
@@ -124,6 +135,10 @@ async def redeliver(request: web.Request) -> web.Response:
 @routes.post("/v1/notifications/redeliver")
 async def redeliver_failed(request: web.Request) -> web.Response:
     body = await requests.read_json(request, RedeliverFailed)
+    caller = caller_of(request)
+    if caller.owners and body.caller != caller.name:
+        # A token limited to some owners redelivers only its own events.
+        raise Forbidden(f"token {caller.name} may only redeliver its own events")
     async with request.app[POOL].acquire() as conn:
         count = await store.redeliver_failed(conn, body.caller, body.since)
     return requests.json_response(RedeliverResult(redelivered=count), status=202)

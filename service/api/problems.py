@@ -36,6 +36,7 @@ def from_error(error: ProblemError) -> web.Response:
         status=error.status,
         text=json.dumps(error.to_problem()),
         content_type=PROBLEM_JSON,
+        headers=error.headers,
     )
 
 

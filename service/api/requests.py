@@ -13,6 +13,7 @@ from yarl import URL
 
 from ..domain.names import ModelRef, parse_model
 from ..errors import InvalidRequest, ProblemError, ValidationFailed
+from .callers import caller_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,9 +130,11 @@ def json_response(
 
 def path_destination(request: web.Request) -> ModelRef:
     """The destination named by the path's owner and name, checked against
-    Replicate's naming rules."""
+    Replicate's naming rules and against what the caller's token may use."""
     owner, name = request.match_info["owner"], request.match_info["name"]
     try:
-        return parse_model(f"{owner}/{name}")
+        ref = parse_model(f"{owner}/{name}")
     except ValueError as exc:
         raise InvalidRequest(f"destination {exc}") from None
+    caller_of(request).require(ref.owner)
+    return ref

@@ -132,14 +132,17 @@ async def create_training(request: web.Request) -> web.Response:
             "Idempotency-Key must be 1 to 255 visible ASCII characters"
         )
     body = await requests.read_json(request, TrainingRequest)
+    destination = parse_model(body.destination)
+    caller = caller_of(request)
+    caller.require(destination.owner)
     if body.callback_url is not None:
         _check_callback(body.callback_url, request.app[SETTINGS])
 
     record, replayed = await trainings.accept(
         request.app[POOL],
-        caller=caller_of(request),
+        caller=caller.name,
         idempotency_key=key,
-        destination=parse_model(body.destination),
+        destination=destination,
         trainer=body.trainer,
         body=body.model_dump(mode="json"),
         policy=request.app[POLICY],
@@ -160,6 +163,9 @@ async def list_trainings(request: web.Request) -> web.Response:
     `metadata.<key>=<value>` (all must match), `limit` (1-100), `cursor`.
     """
     where = _filter(request)
+    caller = caller_of(request)
+    if where.destination is not None:
+        caller.require(where.destination.owner)
     limit = requests.query_int(request, "limit", 50, 1, 100)
     before = requests.decode_cursor(request)
 
@@ -185,7 +191,7 @@ async def get_training(request: web.Request) -> web.Response:
 @routes.post("/v1/trainings/{training_id}/cancel")
 async def cancel_training(request: web.Request) -> web.Response:
     """200 once cancelled; 202 while the cancel waits on Replicate; 409 if finished."""
-    training_id = request.match_info["training_id"]
+    training_id = (await _load(request)).id
     record = await trainings.cancel(
         request.app[POOL],
         request.app[REPLICATE],
@@ -267,11 +273,13 @@ def _last_event_id(request: web.Request) -> int:
 
 
 async def _load(request: web.Request) -> TrainingRecord:
+    """The training named by the path, if the caller may see its destination."""
     training_id = request.match_info["training_id"]
     async with request.app[POOL].acquire() as conn:
         record = await store.get(conn, training_id)
     if record is None:
         raise NotFound(f"no training {training_id}")
+    caller_of(request).require(record.destination_owner)
     return record
 
 
@@ -320,5 +328,8 @@ def _filter(request: web.Request) -> TrainingFilter:
         if key.startswith("metadata.")
     }
     return TrainingFilter(
-        statuses=tuple(statuses), destination=destination, metadata=metadata
+        statuses=tuple(statuses),
+        destination=destination,
+        metadata=metadata,
+        owners=caller_of(request).owners,
     )

@@ -87,14 +87,19 @@ async def record_existing(conn: asyncpg.Connection, ref: ModelRef) -> None:
 
 
 async def page(
-    conn: asyncpg.Connection, *, owner: str | None, after: ModelRef | None, limit: int
+    conn: asyncpg.Connection,
+    *,
+    owners: tuple[str, ...],
+    after: ModelRef | None,
+    limit: int,
 ) -> list[DestinationRecord]:
-    """Destinations in name order; the primary key serves the order and cursor."""
+    """Destinations in name order (of these owners, when given); the primary key
+    serves the order and the cursor."""
     args: list[object] = []
     clauses = []
-    if owner is not None:
-        args.append(owner)
-        clauses.append(f"owner = ${len(args)}")
+    if owners:
+        args.append(list(owners))
+        clauses.append(f"owner = ANY(${len(args)})")
     if after is not None:
         args += [after.owner, after.name]
         clauses.append(f"(owner, name) > (${len(args) - 1}, ${len(args)})")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
+from .. import metrics
 from ..domain.names import ModelRef
 from ..domain.status import Status, advance, from_replicate
 from ..domain.views import TrainingResource, VersionResource
@@ -290,7 +291,8 @@ class TrainingFilter:
     statuses: tuple[Status, ...] = ()
     destination: ModelRef | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    caller: str | None = None
+    # Only destinations of these owners, when given (a scoped caller's view).
+    owners: tuple[str, ...] = ()
 
 
 async def page(
@@ -313,8 +315,8 @@ async def page(
         )
     if where.metadata:
         clauses.append(f"metadata @> {param(where.metadata)}::jsonb")
-    if where.caller is not None:
-        clauses.append(f"caller = {param(where.caller)}")
+    if where.owners:
+        clauses.append(f"destination_owner = ANY({param(list(where.owners))})")
     if before is not None:
         clauses.append(f"id < {param(before)}")
     sql = "SELECT * FROM trainings"
@@ -560,6 +562,7 @@ async def apply_report(
     )
     updated = TrainingRecord.from_row(row)
     if new_status is not None:
+        metrics.TRANSITIONS.labels(status.value, report.source).inc()
         version = None
         if version_recorded:
             assert version_id is not None

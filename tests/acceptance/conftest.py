@@ -16,7 +16,7 @@ from service.simulator.trainers import (
     FLUX_DEV_LORA_TRAINER_VERSION,
 )
 
-from ..support.processes import TuneyardProcess
+from ..support.processes import TuneyardProcess, create_token, free_port
 from ..support.simulator import Simulator, wait_until
 
 TRAINER = f"{FLUX_DEV_LORA_TRAINER}:{FLUX_DEV_LORA_TRAINER_VERSION}"
@@ -43,15 +43,23 @@ async def simulator() -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
+def api_token(clean_database: str) -> str:
+    """A token for the tests' caller, made with `tuneyard tokens create`."""
+    return create_token(clean_database, "acceptance")
+
+
+@pytest.fixture
 async def start_service(
-    tmp_path: Path, clean_database: str, simulator: Simulator
+    tmp_path: Path, clean_database: str, simulator: Simulator, api_token: str
 ) -> AsyncIterator[ServiceFactory]:
-    """Start `tuneyard serve` processes against the simulator; all stop after."""
+    """Start `tuneyard serve` processes against the simulator; all stop after.
+
+    Authentication is on, as in production; each process carries the headers
+    that authenticate as the tests' caller.
+    """
     started: list[TuneyardProcess] = []
 
     async def start(**settings: str) -> TuneyardProcess:
-        from ..support.processes import free_port
-
         port = settings.pop("TUNEYARD_PORT", str(free_port()))
         values = {
             "DATABASE_URL": clean_database,
@@ -64,6 +72,7 @@ async def start_service(
             **settings,
         }
         service = TuneyardProcess(tmp_path, "serve", **values).start()
+        service.headers = {"Authorization": f"Bearer {api_token}"}
         started.append(service)
         await service.wait_healthy()
         return service
@@ -85,13 +94,18 @@ async def submit(
     *,
     training_input: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    body = {
+    headers = dict(service.headers)
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    body: dict[str, Any] = {
         "destination": destination,
         "trainer": TRAINER,
         "input": training_input or INPUT,
     }
+    if callback_url is not None:
+        body["callback_url"] = callback_url
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -102,8 +116,11 @@ async def submit(
         return await response.json()
 
 
-async def get_json(url: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
+async def get_json(service: TuneyardProcess, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{service.url}{path}", headers=service.headers) as response,
+    ):
         assert response.status == 200, await response.text()
         return await response.json()
 
@@ -112,7 +129,7 @@ async def wait_finished(
     service: TuneyardProcess, training_id: str, *, timeout: float = 60
 ) -> dict[str, Any]:
     async def finished() -> dict[str, Any] | None:
-        training = await get_json(f"{service.url}/v1/trainings/{training_id}")
+        training = await get_json(service, f"/v1/trainings/{training_id}")
         return (
             training
             if training["status"] in ("succeeded", "failed", "canceled")

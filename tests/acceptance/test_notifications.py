@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from ..support.processes import TuneyardProcess
 from ..support.simulator import Simulator, WebhookReceiver, wait_until
 from ..support.sse import read_events
-from .conftest import TRAINER, ServiceFactory, wait_all_finished
+from .conftest import ServiceFactory, submit, wait_all_finished
 
 SECRET = "whsec_" + base64.b64encode(b"acceptance-callbacks-secret!!").decode()
 CALLBACKS = {
@@ -37,20 +38,15 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield receiver
 
 
-async def submit(url: str, callback_url: str | None = None, n: int = 0) -> str:
-    body = {
-        "destination": "local/faces",
-        "trainer": TRAINER,
-        "input": {"input_images": f"https://example.com/set-{n}.zip"},
-    }
-    if callback_url:
-        body["callback_url"] = callback_url
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{url}/v1/trainings", json=body) as response,
-    ):
-        assert response.status == 202, await response.text()
-        return (await response.json())["id"]
+async def submit_with_callback(
+    service: TuneyardProcess, callback_url: str | None = None, n: int = 0
+) -> str:
+    created = await submit(
+        service,
+        training_input={"input_images": f"https://example.com/set-{n}.zip"},
+        callback_url=callback_url,
+    )
+    return created["id"]
 
 
 async def test_stream_on_one_replica_sees_a_training_finished_through_another(
@@ -58,15 +54,16 @@ async def test_stream_on_one_replica_sees_a_training_finished_through_another(
 ) -> None:
     watcher = await start_service(TUNEYARD_WORKERS="false")
     worker = await start_service()
-    training_id = await submit(worker.url)
+    training_id = await submit_with_callback(worker)
 
     async with (
         aiohttp.ClientSession() as http,
         http.get(
             f"{watcher.url}/v1/trainings/{training_id}/events",
-            headers={"Accept": "text/event-stream"},
+            headers={**watcher.headers, "Accept": "text/event-stream"},
         ) as response,
     ):
+        assert response.status == 200
         events = await asyncio.wait_for(_collect(read_events(response)), timeout=60)
 
     statuses = [e.json()["status"] for e in events if e.event == "training.event"]
@@ -90,7 +87,7 @@ async def test_callback_survives_a_restart_between_retries(
     service = await start_service(
         **{**CALLBACKS, "TUNEYARD_CALLBACK_RETRY_SCHEDULE": "3"}
     )
-    training_id = await submit(service.url, receiver.url)
+    training_id = await submit_with_callback(service, receiver.url)
 
     # The first attempt fails; stop the service before the retry comes due.
     await wait_until(lambda: receiver.received, message="the first attempt")
@@ -128,7 +125,7 @@ async def test_two_replicas_deliver_each_event_once_and_in_order(
     services = [await start_service(**CALLBACKS), await start_service(**CALLBACKS)]
 
     ids = await asyncio.gather(
-        *(submit(services[i % 2].url, receiver.url, n=i) for i in range(20))
+        *(submit_with_callback(services[i % 2], receiver.url, n=i) for i in range(20))
     )
     await wait_all_finished(services[0], list(ids))
     await wait_until(

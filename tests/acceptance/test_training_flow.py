@@ -43,7 +43,7 @@ async def test_training_succeeds_with_its_version_recorded(
         model = await response.json()
     assert done["version"]["id"] == model["latest_version"]["id"]
     version = await get_json(
-        f"{service.url}/v1/destinations/local/faces/versions/{done['version']['id']}"
+        service, f"/v1/destinations/local/faces/versions/{done['version']['id']}"
     )
     assert version["lineage"]["training_id"] == created["id"]
 
@@ -76,7 +76,7 @@ async def test_webhook_faults_do_not_change_the_outcome(
     assert sorted(t["replicate_id"] for t in done) == sorted(t["id"] for t in made)
     for training in done:
         page = await get_json(
-            f"{service.url}/v1/destinations/{training['destination']}/versions"
+            service, f"/v1/destinations/{training['destination']}/versions"
         )
         assert [v["id"] for v in page["results"]] == [training["version"]["id"]]
 
@@ -93,7 +93,7 @@ async def test_repeated_idempotency_key_creates_nothing_new(
 
     assert first["id"] == again["id"] == third["id"]
     assert len(await simulator.trainings()) == 1
-    listing = await get_json(f"{service.url}/v1/trainings")
+    listing = await get_json(service, "/v1/trainings")
     assert [t["id"] for t in listing["results"]] == [first["id"]]
 
 

@@ -45,6 +45,9 @@ async def app_client() -> AsyncIterator[AppFactory]:
             "REPLICATE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "TUNEYARD_PUBLIC_URL": "http://127.0.0.1:9",
             "TUNEYARD_WORKERS": "false",
+            # Authentication has tests of its own (test_auth.py); elsewhere
+            # requests are the anonymous caller's.
+            "TUNEYARD_AUTH_REQUIRED": "false",
             **settings,
         }
         app = create_app(load_settings(_env_file=None, **values))

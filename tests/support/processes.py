@@ -44,6 +44,8 @@ class TuneyardProcess:
         self.env = clean_environment(**settings)
         self.log_path = workdir / f"tuneyard-{self.port}-{args[0]}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # What an API request to this process sends to authenticate.
+        self.headers: dict[str, str] = {}
 
     def start(self) -> TuneyardProcess:
         with self.log_path.open("wb") as log:
@@ -107,3 +109,25 @@ class TuneyardProcess:
             if line.startswith("{"):
                 found.append(json.loads(line))
         return found
+
+
+def run_command(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run one `tuneyard` command to completion (e.g. `tokens create NAME`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env=clean_environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def create_token(database_url: str, name: str, *owners: str) -> str:
+    """A caller's token, made as an operator makes one: with the CLI."""
+    owner_args = [arg for owner in owners for arg in ("--owner", owner)]
+    result = run_command(
+        "tokens", "create", name, *owner_args, DATABASE_URL=database_url
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
