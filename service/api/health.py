@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from .. import metrics
 from ..errors import MigrationError, Unavailable
 from ..resources import MIGRATIONS, POOL
 from ..store import migrations
@@ -22,6 +23,12 @@ READY_TIMEOUT = 3.0
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving; says nothing about its dependencies."""
     return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus metrics of this process, and gauges of the shared state."""
+    return await metrics.render(request.app[POOL])
 
 
 @routes.get("/readyz")

@@ -14,6 +14,7 @@ from structlog.contextvars import (
     get_contextvars,
 )
 
+from .. import metrics
 from ..errors import ProblemError
 from ..logs import get_logger
 from ..store.pool import DATABASE_UNAVAILABLE
@@ -45,14 +46,20 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
-        route = request.match_info.route.resource
+        elapsed = time.perf_counter() - started
+        resource = request.match_info.route.resource
+        # Unmatched paths share one label, so probing random URLs cannot grow the
+        # metrics without bound.
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics.HTTP_REQUESTS.labels(request.method, route, status).inc()
+        metrics.HTTP_DURATION.labels(request.method, route).observe(elapsed)
         log.info(
             "http_request",
             method=request.method,
             path=request.path,
-            route=route.canonical if route is not None else None,
+            route=route,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(elapsed * 1000, 2),
         )
 
 

@@ -14,12 +14,14 @@ import re
 from aiohttp import web
 from pydantic import ValidationError
 
+from .. import metrics
 from ..errors import InvalidRequest, Unavailable
 from ..replicate.models import Training
 from ..resources import POLICY, POOL, SETTINGS, WEBHOOK_SECRETS
 from ..store import trainings as store
 from ..store.trainings import Report
-from .requests import read_body
+from ..webhooks.verify import WebhookRejected
+from .requests import PayloadTooLarge, read_body
 
 routes = web.RouteTableDef()
 
@@ -34,10 +36,22 @@ async def receive_webhook(request: web.Request) -> web.Response:
         # Replicate retry a terminal webhook; the reconciler covers the rest.
         raise Unavailable("the webhook secret is not loaded yet; try again shortly")
     settings = request.app[SETTINGS]
-    body = await read_body(request, settings.webhook_max_bytes)
-
-    verified = verifier.verify(request.headers, body)
-    training = _parse(body)
+    metrics.WEBHOOKS_RECEIVED.inc()
+    try:
+        body = await read_body(request, settings.webhook_max_bytes)
+        verified = verifier.verify(request.headers, body)
+    except PayloadTooLarge:
+        metrics.WEBHOOKS_REJECTED.labels("too_large").inc()
+        raise
+    except WebhookRejected as exc:
+        metrics.WEBHOOKS_REJECTED.labels(exc.reason).inc()
+        raise
+    metrics.WEBHOOKS_VERIFIED.inc()
+    try:
+        training = _parse(body)
+    except InvalidRequest:
+        metrics.WEBHOOKS_REJECTED.labels("bad_body").inc()
+        raise
     training_id = request.query.get("training_id")
     if training_id is not None and not _TRAINING_ID.match(training_id):
         training_id = None
@@ -55,6 +69,10 @@ async def receive_webhook(request: web.Request) -> web.Response:
             policy=request.app[POLICY],
         )
 
+    if outcome.duplicate:
+        metrics.WEBHOOKS_DUPLICATE.inc()
+    elif outcome.training is None:
+        metrics.WEBHOOKS_UNKNOWN.inc()
     return web.json_response(
         {
             "received": True,

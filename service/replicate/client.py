@@ -25,7 +25,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
-from .. import __version__
+from .. import __version__, metrics
 from ..domain.names import ModelRef, VersionRef
 from ..logs import get_logger
 from ..retry import retry_after_seconds
@@ -91,7 +91,7 @@ class ReplicateClient:
     # Models and versions
 
     async def get_model(self, model: ModelRef) -> Model:
-        body = await self._call("GET", f"/v1/models/{model}")
+        body = await self._call("GET", f"/v1/models/{model}", endpoint="models.get")
         return Model.model_validate(body)
 
     async def create_model(
@@ -112,27 +112,43 @@ class ReplicateClient:
         }
         if description is not None:
             payload["description"] = description
-        body = await self._call("POST", "/v1/models", payload=payload, kind=Kind.CREATE)
+        body = await self._call(
+            "POST",
+            "/v1/models",
+            payload=payload,
+            kind=Kind.CREATE,
+            endpoint="models.create",
+        )
         return Model.model_validate(body)
 
     async def list_versions(
         self, model: ModelRef, *, page_url: str | None = None
     ) -> Page[Version]:
-        body = await self._call("GET", page_url or f"/v1/models/{model}/versions")
+        body = await self._call(
+            "GET", page_url or f"/v1/models/{model}/versions", endpoint="versions.list"
+        )
         return Page[Version].model_validate(body)
 
     async def iter_versions(self, model: ModelRef) -> AsyncIterator[Version]:
         """Every version, newest first, following `next` to the last page."""
-        async for version in self._walk(f"/v1/models/{model}/versions", Page[Version]):
+        async for version in self._walk(
+            f"/v1/models/{model}/versions", Page[Version], "versions.list"
+        ):
             yield version
 
     async def get_version(self, model: ModelRef, version_id: str) -> Version:
-        body = await self._call("GET", f"/v1/models/{model}/versions/{version_id}")
+        body = await self._call(
+            "GET", f"/v1/models/{model}/versions/{version_id}", endpoint="versions.get"
+        )
         return Version.model_validate(body)
 
     async def delete_version(self, model: ModelRef, version_id: str) -> None:
         """Ask Replicate to delete a version; it answers 202 and deletes later."""
-        await self._call("DELETE", f"/v1/models/{model}/versions/{version_id}")
+        await self._call(
+            "DELETE",
+            f"/v1/models/{model}/versions/{version_id}",
+            endpoint="versions.delete",
+        )
 
     # Trainings
 
@@ -157,34 +173,50 @@ class ReplicateClient:
             f"/versions/{trainer.version}/trainings"
         )
         body = await self._call(
-            "POST", path, payload=payload, kind=Kind.CREATE, idempotent=False
+            "POST",
+            path,
+            payload=payload,
+            kind=Kind.CREATE,
+            idempotent=False,
+            endpoint="trainings.create",
         )
         return Training.model_validate(body)
 
     async def get_training(self, training_id: str) -> Training:
-        body = await self._call("GET", f"/v1/trainings/{training_id}")
+        body = await self._call(
+            "GET", f"/v1/trainings/{training_id}", endpoint="trainings.get"
+        )
         return Training.model_validate(body)
 
     async def list_trainings(self, *, page_url: str | None = None) -> Page[Training]:
-        body = await self._call("GET", page_url or "/v1/trainings")
+        body = await self._call(
+            "GET", page_url or "/v1/trainings", endpoint="trainings.list"
+        )
         return Page[Training].model_validate(body)
 
     async def cancel_training(self, training_id: str) -> Training:
-        body = await self._call("POST", f"/v1/trainings/{training_id}/cancel")
+        body = await self._call(
+            "POST", f"/v1/trainings/{training_id}/cancel", endpoint="trainings.cancel"
+        )
         return Training.model_validate(body)
 
     async def default_webhook_secret(self) -> SecretStr:
-        body = await self._call("GET", "/v1/webhooks/default/secret")
+        body = await self._call(
+            "GET", "/v1/webhooks/default/secret", endpoint="webhooks.secret"
+        )
         if not isinstance(body, dict) or not isinstance(body.get("key"), str):
             raise ReplicateError("Replicate's webhook secret answer has no key")
         return SecretStr(body["key"])
 
     # Plumbing
 
-    async def _walk(self, path: str, page_type: type[Page[T]]) -> AsyncIterator[T]:
+    async def _walk(
+        self, path: str, page_type: type[Page[T]], endpoint: str
+    ) -> AsyncIterator[T]:
         url: str | None = path
         while url is not None:
-            page = page_type.model_validate(await self._call("GET", url))
+            answer = await self._call("GET", url, endpoint=endpoint)
+            page = page_type.model_validate(answer)
             for item in page.results:
                 yield item
             url = page.next
@@ -197,6 +229,7 @@ class ReplicateClient:
         payload: Any = None,
         kind: Kind = Kind.READ,
         idempotent: bool = True,
+        endpoint: str,
     ) -> Any:
         url = self._url(path_or_url)
         attempt = 0
@@ -204,14 +237,16 @@ class ReplicateClient:
             attempt += 1
             await self._limiter.acquire(kind)
             try:
-                answer = await self._send_once(method, url, payload)
+                answer = await self._send_once(method, url, payload, endpoint)
             except aiohttp.ClientConnectorError as exc:
+                metrics.REPLICATE_REQUESTS.labels(endpoint, "connect_error").inc()
                 # Not even connected: nothing reached Replicate, so any request,
                 # a create included, can be sent again.
                 failure: ReplicateError = ReplicateUnavailable(
                     f"cannot connect to Replicate: {_reason(exc)}"
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
+                metrics.REPLICATE_REQUESTS.labels(endpoint, "no_answer").inc()
                 if not idempotent:
                     raise CreateOutcomeUnknown(
                         f"no answer to {method} {_path(url)}: {_reason(exc)}"
@@ -263,7 +298,9 @@ class ReplicateClient:
             )
             await asyncio.sleep(delay)
 
-    async def _send_once(self, method: str, url: str, payload: Any) -> _Answer:
+    async def _send_once(
+        self, method: str, url: str, payload: Any, endpoint: str
+    ) -> _Answer:
         started = time.perf_counter()
         async with self._session.request(
             method,
@@ -283,12 +320,14 @@ class ReplicateClient:
                 body = json.loads(raw)
             except ValueError:
                 body = raw[:200].decode(errors="replace")
+        elapsed = time.perf_counter() - started
+        metrics.REPLICATE_REQUESTS.labels(endpoint, str(response.status)).inc()
+        metrics.REPLICATE_DURATION.labels(endpoint).observe(elapsed)
         log.debug(
             "replicate_call",
-            method=method,
-            path=_path(url),
+            endpoint=endpoint,
             status=response.status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            duration_ms=round(elapsed * 1000, 1),
         )
         return _Answer(response.status, response.headers, body)
 

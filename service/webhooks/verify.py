@@ -26,11 +26,16 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 class WebhookRejected(ProblemError):
-    """The webhook cannot be trusted; the message says which check failed."""
+    """The webhook cannot be trusted; the message says which check failed, and
+    `reason` names it for metrics and for the sender."""
 
     status = 400
     title = "Webhook rejected"
     type = "/problems/webhook-rejected"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail, reason=reason)
+        self.reason = reason
 
 
 class SignatureMismatch(WebhookRejected):
@@ -73,13 +78,16 @@ class WebhookVerifier:
         raw_signatures = _header(headers, "webhook-signature")
 
         if not raw_timestamp.isdigit() or len(raw_timestamp) > 12:
-            raise WebhookRejected("webhook-timestamp must be Unix seconds")
+            raise WebhookRejected(
+                "webhook-timestamp must be Unix seconds", reason="malformed_header"
+            )
         timestamp = int(raw_timestamp)
         now = time.time() if now is None else now
         if abs(now - timestamp) > TIMESTAMP_TOLERANCE:
             raise WebhookRejected(
                 "webhook-timestamp is more than 5 minutes from now; "
-                "refusing a stale or replayed webhook"
+                "refusing a stale or replayed webhook",
+                reason="stale_timestamp",
             )
 
         offered = _v1_signatures(raw_signatures)
@@ -89,15 +97,19 @@ class WebhookVerifier:
             # Every offered signature is compared, in constant time each.
             if any(hmac.compare_digest(expected, sig) for sig in offered):
                 return VerifiedWebhook(webhook_id, timestamp)
-        raise SignatureMismatch("webhook-signature matches none of the secrets")
+        raise SignatureMismatch(
+            "webhook-signature matches none of the secrets", reason="bad_signature"
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
     if not value:
-        raise WebhookRejected(f"the {name} header is missing")
+        raise WebhookRejected(f"the {name} header is missing", reason="missing_header")
     if len(value) > 4096:
-        raise WebhookRejected(f"the {name} header is too long")
+        raise WebhookRejected(
+            f"the {name} header is too long", reason="malformed_header"
+        )
     return value
 
 
@@ -111,15 +123,21 @@ def _v1_signatures(header: str) -> list[bytes]:
     for entry in header.split():
         version, sep, encoded = entry.partition(",")
         if not sep:
-            raise WebhookRejected("webhook-signature entries must be version,signature")
+            raise WebhookRejected(
+                "webhook-signature entries must be version,signature",
+                reason="malformed_signature",
+            )
         if version != "v1":
             continue
         try:
             signatures.append(base64.b64decode(encoded, validate=True))
         except (binascii.Error, ValueError):
             raise WebhookRejected(
-                "webhook-signature has a v1 entry that is not base64"
+                "webhook-signature has a v1 entry that is not base64",
+                reason="malformed_signature",
             ) from None
     if not signatures:
-        raise WebhookRejected("webhook-signature has no v1 signature")
+        raise WebhookRejected(
+            "webhook-signature has no v1 signature", reason="malformed_signature"
+        )
     return signatures

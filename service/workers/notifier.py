@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
+from .. import metrics
 from ..config import Settings
 from ..logs import get_logger
 from ..retry import retry_after_seconds
@@ -95,6 +96,7 @@ class Notifier(Worker):
         if not recorded:
             log.warning("notification_claim_lost")
             return
+        metrics.NOTIFICATIONS.labels(status if status != "pending" else "retry").inc()
         fields = {
             "attempt": attempt.number,
             "status_code": attempt.status_code,

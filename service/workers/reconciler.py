@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
+from .. import metrics
 from ..config import Settings
 from ..logs import get_logger
 from ..replicate.client import ReplicateClient
@@ -55,26 +56,29 @@ class Reconciler(TrainingWorker):
         record = item
         assert record.replicate_id is not None
         bind_contextvars(training_id=record.id, replicate_id=record.replicate_id)
+        action = "cancel" if record.cancel_requested_at is not None else "poll"
         try:
-            if record.cancel_requested_at is not None:
+            if action == "cancel":
                 training = await self.client.cancel_training(record.replicate_id)
-                source = "cancel"
             else:
                 training = await self.client.get_training(record.replicate_id)
-                source = "poll"
         except ReplicateError as exc:
             log.warning("reconcile_failed", error=exc.detail)
+            metrics.RECONCILER_ACTIONS.labels(action, "failed").inc()
             return
         async with self.pool.acquire() as conn, conn.transaction():
             outcome = await store.apply_report(
                 conn,
-                Report(source=source, training=training),
+                Report(source=action, training=training),
                 training_id=record.id,
                 policy=self.policy,
             )
+        metrics.RECONCILER_ACTIONS.labels(
+            action, "moved" if outcome.moved else "unchanged"
+        ).inc()
         log.info(
             "training_reconciled",
-            action=source,
+            action=action,
             replicate_status=training.status,
             moved=outcome.moved,
         )

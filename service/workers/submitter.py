@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from structlog.contextvars import bind_contextvars
 
-from .. import destinations
+from .. import destinations, metrics
 from ..config import Settings
 from ..domain.names import VersionRef, parse_version
 from ..domain.status import Status
@@ -130,6 +130,7 @@ class Submitter(TrainingWorker):
             return None
         if found is not None:
             log.info("training_create_found", replicate_id=found.id)
+            metrics.SUBMISSIONS.labels("found").inc()
             outcome = await self._apply(
                 record, Report(source="submitter", training=found)
             )
@@ -153,6 +154,7 @@ class Submitter(TrainingWorker):
                 )
             return None
         log.info("training_create_absent", waited_s=round(waited.total_seconds(), 1))
+        metrics.SUBMISSIONS.labels("absent").inc()
         return True
 
     async def _find_on_replicate(self, record: TrainingRecord) -> Training | None:
@@ -204,6 +206,7 @@ class Submitter(TrainingWorker):
             )
         except CreateOutcomeUnknown as exc:
             log.warning("training_create_unanswered", error=exc.detail)
+            metrics.SUBMISSIONS.labels("unanswered").inc()
             await self._reschedule(
                 record,
                 delay=min(5.0, self.settings.settle_window),
@@ -225,6 +228,7 @@ class Submitter(TrainingWorker):
             return
 
         log.info("training_submitted", replicate_id=training.id)
+        metrics.SUBMISSIONS.labels("submitted").inc()
         await self._apply(record, Report(source="submitter", training=training))
         if record.cancel_requested_at is not None or await self._cancel_requested(
             record
@@ -243,6 +247,7 @@ class Submitter(TrainingWorker):
 
     async def _fail(self, record: TrainingRecord, message: str) -> None:
         log.warning("training_refused", error=message)
+        metrics.SUBMISSIONS.labels("refused").inc()
         await self._apply(
             record, Report(source="submitter", status=Status.FAILED, error=message)
         )
@@ -252,6 +257,7 @@ class Submitter(TrainingWorker):
     ) -> None:
         ceiling = min(MAX_BACKOFF, 2.0 * 2 ** min(record.attempts, 8))
         delay = exc.retry_after or random.uniform(ceiling / 2, ceiling)
+        metrics.SUBMISSIONS.labels("deferred").inc()
         log.info(
             "training_submission_deferred", error=exc.detail, delay=round(delay, 1)
         )
