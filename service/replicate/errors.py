@@ -1,8 +1,9 @@
 """Replicate's answers as exceptions, built from its problem details.
 
 ReplicateError (a 502 problem if it reaches a caller unhandled)
- ├── ReplicateRefused            a 4xx: the request itself is wrong; do not retry
- │    ├── ReplicateUnauthorized  401/403
+ ├── ReplicateRefused            a 4xx: the request itself is wrong; do not retry;
+ │    │                          the caller's request was impossible: 422
+ │    ├── ReplicateUnauthorized  401: Tuneyard's own token is wrong: 502
  │    ├── ReplicateNotFound      404
  │    ├── ReplicateConflict      409
  │    └── ReplicateInvalid       422
@@ -40,19 +41,35 @@ class ReplicateError(ProblemError):
 
 
 class ReplicateRefused(ReplicateError):
-    """Replicate refused the request; sending it again would be refused again."""
+    """Replicate refused the request; sending it again would be refused again.
+
+    What the caller asked for cannot be done (a destination owned by another
+    account, say), so it reaches the caller as a 4xx carrying Replicate's words.
+    """
+
+    status = 422
+    title = "Replicate refused the request"
 
 
 class ReplicateUnauthorized(ReplicateRefused):
-    """The API token is missing, wrong, or not allowed to do this."""
+    """The API token is missing or wrong: Tuneyard's own configuration is at
+    fault, not the caller's request. (A 403, the account not being allowed to
+    act on a model, is the caller's: a plain ReplicateRefused.)"""
+
+    status = 502
+    title = "Replicate refused Tuneyard's token"
 
 
 class ReplicateNotFound(ReplicateRefused):
     """The model, version or training does not exist (or is not visible)."""
 
+    status = 404
+
 
 class ReplicateConflict(ReplicateRefused):
     """The resource's state forbids the request, e.g. a model that already exists."""
+
+    status = 409
 
 
 class ReplicateInvalid(ReplicateRefused):
@@ -79,7 +96,6 @@ class CreateOutcomeUnknown(ReplicateError):
 
 _BY_STATUS: dict[int, type[ReplicateRefused]] = {
     401: ReplicateUnauthorized,
-    403: ReplicateUnauthorized,
     404: ReplicateNotFound,
     409: ReplicateConflict,
     422: ReplicateInvalid,

@@ -52,15 +52,16 @@ async def test_put_destination_for_an_existing_model_does_not_create_it(
     assert (await simulator.stats())["creations"] == {"models": 1}
 
 
-async def test_put_destination_replicate_refuses_is_a_problem_with_its_reason(
+async def test_put_destination_replicate_refuses_is_a_4xx_with_its_reason(
     live_app: LiveApp,
 ) -> None:
     client = await live_app(TUNEYARD_WORKERS="false")
 
     response = await client.put("/v1/destinations/someone-else/faces", json={})
 
-    assert response.status == 502
+    assert response.status == 422
     assert response.content_type == "application/problem+json"
+    assert (await response.json())["title"] == "Replicate refused the request"
 
 
 async def test_sync_imports_every_version_made_elsewhere_and_is_idempotent(
