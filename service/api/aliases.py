@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..domain.names import VERSION_OR_ALIAS
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..resources import POOL
 from ..store import versions as store
 from . import requests
 from .callers import caller_of
+from .openapi import operation
 from .versions import ALIAS, LATEST, require_destination, resolve
 
 routes = web.RouteTableDef()
@@ -27,7 +29,7 @@ class AliasTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version_id: str
+    version_id: str = Field(pattern=VERSION_OR_ALIAS)
 
 
 class AliasResource(BaseModel):
@@ -69,6 +71,13 @@ def _alias_of(request: web.Request) -> str:
 
 
 @routes.put("/v1/destinations/{owner}/{name}/aliases/{alias}")
+@operation(
+    "Point an alias at a version",
+    tag="aliases",
+    request=AliasTarget,
+    responses={200: AliasResource},
+    errors=(404, 409),
+)
 async def put_alias(request: web.Request) -> web.Response:
     ref = requests.path_destination(request)
     alias = _alias_of(request)
@@ -100,6 +109,12 @@ async def put_alias(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/destinations/{owner}/{name}/aliases/{alias}")
+@operation(
+    "Remove an alias",
+    tag="aliases",
+    responses={204: None},
+    errors=(404, 422),
+)
 async def delete_alias(request: web.Request) -> web.Response:
     ref = requests.path_destination(request)
     alias = _alias_of(request)
@@ -113,6 +128,12 @@ async def delete_alias(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/destinations/{owner}/{name}/aliases")
+@operation(
+    "A destination's aliases",
+    tag="aliases",
+    responses={200: AliasList},
+    errors=(404,),
+)
 async def list_aliases(request: web.Request) -> web.Response:
     ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
@@ -124,6 +145,12 @@ async def list_aliases(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/destinations/{owner}/{name}/aliases/{alias}/history")
+@operation(
+    "Every move of an alias, oldest first",
+    tag="aliases",
+    responses={200: AliasHistory},
+    errors=(404,),
+)
 async def alias_history(request: web.Request) -> web.Response:
     """Every move of the alias, oldest first; a removal has no version_id."""
     ref = requests.path_destination(request)

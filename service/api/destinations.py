@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import destinations
-from ..domain.names import parse_model
+from ..domain.names import NAME, NAME_PATTERN, parse_model
 from ..domain.views import VersionResource
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE, SETTINGS
@@ -18,9 +18,17 @@ from ..store import versions as versions_store
 from ..store.destinations import DestinationRecord
 from . import requests
 from .callers import caller_of
+from .openapi import PAGE, Param, operation
 from .versions import load_version_resource
 
 routes = web.RouteTableDef()
+
+OWNER_PARAM = Param(
+    "owner",
+    "query",
+    {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+    "Only this owner.",
+)
 
 
 class DestinationSettings(BaseModel):
@@ -117,6 +125,13 @@ async def _resource(
 
 
 @routes.put("/v1/destinations/{owner}/{name}")
+@operation(
+    "Create or update a destination and ensure its model on Replicate",
+    tag="destinations",
+    request=DestinationSettings,
+    responses={200: DestinationResource, 201: DestinationResource},
+    errors=(409, 502),
+)
 async def put_destination(request: web.Request) -> web.Response:
     """Create or update a destination's settings and make sure the model exists.
 
@@ -146,11 +161,19 @@ async def put_destination(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/destinations")
+@operation(
+    "List destinations in name order",
+    tag="destinations",
+    responses={200: DestinationPage},
+    params=(OWNER_PARAM, *PAGE),
+)
 async def list_destinations(request: web.Request) -> web.Response:
     """In name order. Query: `owner`, `limit` (1-100), `cursor`."""
     owner = request.query.get("owner")
     caller = caller_of(request)
     if owner is not None:
+        if not NAME.match(owner):
+            raise InvalidRequest("owner must be an account name as Replicate spells it")
         caller.require(owner)
     limit = requests.query_int(request, "limit", 50, 1, 100)
     cursor = requests.decode_cursor(request)
@@ -182,6 +205,12 @@ async def list_destinations(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/destinations/{owner}/{name}")
+@operation(
+    "A destination with its version count, latest version and aliases",
+    tag="destinations",
+    responses={200: DestinationResource},
+    errors=(404,),
+)
 async def get_destination(request: web.Request) -> web.Response:
     """Settings, how many live versions, the latest one, and the aliases."""
     ref = requests.path_destination(request)
@@ -193,6 +222,12 @@ async def get_destination(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/destinations/{owner}/{name}/sync")
+@operation(
+    "Import versions made outside Tuneyard",
+    tag="destinations",
+    responses={200: SyncResult},
+    errors=(404, 422, 502),
+)
 async def sync_destination(request: web.Request) -> web.Response:
     """Import versions made outside Tuneyard; safe to repeat."""
     ref = requests.path_destination(request)

@@ -15,10 +15,10 @@ from structlog.contextvars import (
 )
 
 from .. import metrics
-from ..errors import ProblemError
+from ..errors import InvalidRequest, ProblemError
 from ..logs import get_logger
 from ..store.pool import DATABASE_UNAVAILABLE
-from . import problems
+from . import problems, requests
 
 log = get_logger()
 
@@ -72,6 +72,10 @@ async def problem_details(request: web.Request, handler: Handler) -> web.StreamR
     answered as a 500 problem that carries only the request id.
     """
     try:
+        if not requests.url_is_storable(request):
+            raise InvalidRequest(
+                "the path or query contains a NUL character or invalid UTF-8"
+            )
         return await handler(request)
     except ProblemError as exc:
         return problems.from_error(exc)

@@ -47,20 +47,68 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 async def read_json(
     request: web.Request, model: type[M], *, limit: int = MAX_JSON_BODY
 ) -> M:
-    """The body parsed and validated as `model`, or a problem naming each field."""
+    """The body parsed and validated as `model`, or a problem naming each field.
+
+    Validation is strict and from JSON, so a value is accepted only in the type
+    the API document gives it (no number standing in for a time, say).
+    """
     raw = await read_body(request, limit)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the body must be a JSON object") from None
-    return validate(model, data)
-
-
-def validate(model: type[M], data: Any) -> M:
+    where = unstorable(data)
+    if where is not None:
+        raise ValidationFailed(
+            f"{where or 'body'}: {UNSTORABLE}",
+            errors=[{"field": where or "body", "message": UNSTORABLE}],
+        )
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+UNSTORABLE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+
+
+def unstorable(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) that PostgreSQL cannot store:
+    text holds no NUL character, and JSON from outside may carry escaped lone
+    surrogates that are not valid UTF-8."""
+    if isinstance(value, str):
+        return None if _storable(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if not _storable(key):
+                return path or "body"
+            found = unstorable(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def url_is_storable(request: web.Request) -> bool:
+    """Whether the path and query can reach the database without an error."""
+    return _storable(request.path) and all(
+        _storable(key) and _storable(value) for key, value in request.query.items()
+    )
 
 
 def validation_problem(exc: ValidationError) -> ValidationFailed:
@@ -100,7 +148,7 @@ def encode_cursor(position: str) -> str:
 def decode_cursor(request: web.Request) -> str | None:
     """The position a `cursor` parameter stands for; the cursor itself is opaque."""
     raw = request.query.get("cursor")
-    if raw is None:
+    if not raw:
         return None
     try:
         padded = (raw + "=" * (-len(raw) % 4)).encode()

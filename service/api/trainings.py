@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .. import trainings
 from ..config import Settings
-from ..domain.names import parse_model, parse_version
+from ..domain.names import MODEL_PATTERN, VERSION_PATTERN, parse_model, parse_version
 from ..domain.status import Status
 from ..domain.views import TrainingResource
 from ..errors import InvalidRequest, NotFound, ValidationFailed
@@ -22,6 +22,8 @@ from ..store import trainings as store
 from ..store.trainings import TrainingFilter, TrainingRecord
 from . import requests
 from .callers import caller_of
+from .destinations import DestinationSettings
+from .openapi import PAGE, Param, operation
 
 routes = web.RouteTableDef()
 
@@ -36,18 +38,29 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 SSE_RETRY_MS = 2000
 SSE_KEEPALIVE = 15.0
 
-MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+STATUS_VALUES = "|".join(s.value for s in Status)
+STATUS_PARAM = Param(
+    "status",
+    "query",
+    {"type": "string", "pattern": f"^({STATUS_VALUES})(,({STATUS_VALUES}))*$"},
+    "Any of these statuses, comma-separated.",
+)
+DESTINATION_PARAM = Param(
+    "destination",
+    "query",
+    {"type": "string", "pattern": MODEL_PATTERN},
+    "owner/name",
+)
+IDEMPOTENCY_PARAM = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+    "Send the same request again safely: the first answer is given back.",
+)
+
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
-
-
-class DestinationSettings(BaseModel):
-    """How to create the destination model if it does not exist yet."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    visibility: Literal["public", "private"] | None = None
-    hardware: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
-    description: str | None = Field(default=None, max_length=2000)
 
 
 class TrainingRequest(BaseModel):
@@ -55,12 +68,31 @@ class TrainingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    destination: str = Field(description="The model to train into, owner/name.")
-    trainer: str = Field(description="The trainer, owner/name:version_id.")
+    destination: str = Field(
+        description="The model to train into, owner/name.",
+        json_schema_extra={"pattern": MODEL_PATTERN},
+    )
+    trainer: str = Field(
+        description="The trainer, owner/name:version_id.",
+        json_schema_extra={"pattern": VERSION_PATTERN},
+    )
     input: dict[str, Any] = Field(description="The trainer's inputs.")
     destination_settings: DestinationSettings | None = None
-    callback_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
+    callback_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        json_schema_extra={
+            "format": "uri",
+            "pattern": "^https?://[a-z0-9.-]+(:[0-9]+)?/",
+        },
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+            "maxProperties": MAX_METADATA_KEYS,
+        },
+    )
 
     @field_validator("destination")
     @classmethod
@@ -124,6 +156,13 @@ def _base(request: web.Request) -> str:
 
 
 @routes.post("/v1/trainings")
+@operation(
+    "Submit a training",
+    tag="trainings",
+    request=TrainingRequest,
+    responses={202: TrainingResource},
+    params=(IDEMPOTENCY_PARAM,),
+)
 async def create_training(request: web.Request) -> web.Response:
     """Accept a training; it is durable before the 202 is sent."""
     key = request.headers.get("Idempotency-Key")
@@ -156,6 +195,12 @@ async def create_training(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/trainings")
+@operation(
+    "List trainings, newest first",
+    tag="trainings",
+    responses={200: TrainingPage},
+    params=(STATUS_PARAM, DESTINATION_PARAM, *PAGE),
+)
 async def list_trainings(request: web.Request) -> web.Response:
     """Newest first, filtered by status, destination and metadata.
 
@@ -183,12 +228,24 @@ async def list_trainings(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/trainings/{training_id}")
+@operation(
+    "A training",
+    tag="trainings",
+    responses={200: TrainingResource},
+    errors=(404,),
+)
 async def get_training(request: web.Request) -> web.Response:
     record = await _load(request)
     return requests.json_response(TrainingResource.of(record, _base(request)))
 
 
 @routes.post("/v1/trainings/{training_id}/cancel")
+@operation(
+    "Cancel a training",
+    tag="trainings",
+    responses={200: TrainingResource, 202: TrainingResource},
+    errors=(404, 409),
+)
 async def cancel_training(request: web.Request) -> web.Response:
     """200 once cancelled; 202 while the cancel waits on Replicate; 409 if finished."""
     training_id = (await _load(request)).id
@@ -205,6 +262,27 @@ async def cancel_training(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/trainings/{training_id}/events")
+@operation(
+    "A training's events, as a list or a live stream",
+    tag="trainings",
+    responses={200: TrainingEventList},
+    raw={200: "text/event-stream"},
+    params=(
+        Param(
+            "Last-Event-ID",
+            "header",
+            {"type": "string", "pattern": "^[0-9]+$"},
+            "Resume a stream after this event.",
+        ),
+        Param(
+            "after",
+            "query",
+            {"type": "integer", "minimum": 0},
+            "Resume a stream after this event (for clients that cannot set headers).",
+        ),
+    ),
+    errors=(404,),
+)
 async def training_events(request: web.Request) -> web.StreamResponse:
     """Every webhook and poll result applied to the training, in order.
 
@@ -213,19 +291,19 @@ async def training_events(request: web.Request) -> web.StreamResponse:
     with an `end` event once the training has finished.
     """
     record = await _load(request)
+    after = _last_event_id(request)
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await _stream_events(request, record)
+        return await _stream_events(request, record, after)
     async with request.app[POOL].acquire() as conn:
-        rows = await store.events(conn, record.id)
+        rows = await store.events(conn, record.id, after=after)
     return requests.json_response(
         TrainingEventList(results=[TrainingEvent(**dict(row)) for row in rows])
     )
 
 
 async def _stream_events(
-    request: web.Request, record: TrainingRecord
+    request: web.Request, record: TrainingRecord, after: int
 ) -> web.StreamResponse:
-    after = _last_event_id(request)
     subscription = request.app[EVENT_HUB].subscribe(record.id)
     response = web.StreamResponse(
         headers={
@@ -240,8 +318,10 @@ async def _stream_events(
         await response.write(f"retry: {SSE_RETRY_MS}\n\n".encode())
         while not subscription.closed:
             async with request.app[POOL].acquire() as conn:
-                rows = await store.events(conn, record.id, after=after)
+                # Status first: an event and the status it led to commit together,
+                # so a finished status read here comes with its events below.
                 current = await store.get(conn, record.id)
+                rows = await store.events(conn, record.id, after=after)
             for row in rows:
                 data = TrainingEvent(**dict(row)).model_dump_json()
                 await response.write(
@@ -262,14 +342,18 @@ async def _stream_events(
 
 
 def _last_event_id(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest("Last-Event-ID must be an event id") from None
-    if value < 0:
-        raise InvalidRequest("Last-Event-ID must be an event id")
-    return value
+    """Where to resume: Last-Event-ID (as EventSource sends it), else `after`."""
+    after = _event_id(request.query.get("after"), "after")
+    given = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+    return given if given is not None else (after or 0)
+
+
+def _event_id(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidRequest(f"{name} must be an event id")
+    return int(raw)
 
 
 async def _load(request: web.Request) -> TrainingRecord:

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .. import destinations
-from ..domain.names import ModelRef
+from ..domain.names import ALIAS_PATTERN, VERSION_ID_PATTERN, ModelRef
 from ..domain.views import VersionResource
 from ..errors import InvalidRequest, NotFound
 from ..resources import POOL, REPLICATE
@@ -23,12 +23,12 @@ from ..store import destinations as destinations_store
 from ..store import versions as store
 from ..store.versions import Position, VersionFilter
 from . import requests
+from .openapi import PAGE, Param, operation
 
 routes = web.RouteTableDef()
 
 LATEST = "latest"
-ALIAS_PATTERN = r"[a-z][a-z0-9_-]{0,62}"
-_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_VERSION_ID = re.compile(rf"^{VERSION_ID_PATTERN}$")
 ALIAS = re.compile(rf"^{ALIAS_PATTERN}$")
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
@@ -76,6 +76,26 @@ async def load_version_resource(
 
 
 @routes.get("/v1/destinations/{owner}/{name}/versions")
+@operation(
+    "List a destination's versions, newest first",
+    tag="versions",
+    responses={200: VersionPage},
+    params=(
+        *PAGE,
+        Param("created_after", "query", {"type": "string", "format": "date-time"}),
+        Param("created_before", "query", {"type": "string", "format": "date-time"}),
+        Param(
+            "tag",
+            "query",
+            {"type": "array", "items": {"type": "string"}},
+            "Versions carrying every one of these tags.",
+        ),
+        Param(
+            "include_deleted", "query", {"type": "string", "enum": ["true", "false"]}
+        ),
+    ),
+    errors=(404,),
+)
 async def list_versions(request: web.Request) -> web.Response:
     """Newest first. Query: `limit` (1-100), `cursor`, `created_after`,
     `created_before` (ISO 8601), `tag` (repeatable; all must match),
@@ -104,6 +124,12 @@ async def list_versions(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/destinations/{owner}/{name}/versions/{version}")
+@operation(
+    "A version with its lineage; `@alias` and `@latest` resolve",
+    tag="versions",
+    responses={200: VersionResource},
+    errors=(404,),
+)
 async def get_version(request: web.Request) -> web.Response:
     ref = requests.path_destination(request)
     async with request.app[POOL].acquire() as conn:
@@ -115,6 +141,13 @@ async def get_version(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/destinations/{owner}/{name}/versions/{version}")
+@operation(
+    "Change a version's description and tags",
+    tag="versions",
+    request=VersionChanges,
+    responses={200: VersionResource},
+    errors=(404,),
+)
 async def patch_version(request: web.Request) -> web.Response:
     """Change the description and tags (tags are replaced as a whole)."""
     ref = requests.path_destination(request)
@@ -138,6 +171,12 @@ async def patch_version(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/destinations/{owner}/{name}/versions/{version}")
+@operation(
+    "Delete a version on Replicate and record it deleted",
+    tag="versions",
+    responses={202: VersionResource},
+    errors=(404, 409, 422, 502),
+)
 async def delete_version(request: web.Request) -> web.Response:
     """Delete on Replicate (which deletes later, hence 202) and record it deleted."""
     ref = requests.path_destination(request)

@@ -14,6 +14,16 @@ VERSION_REF = re.compile(
     rf"^(?P<owner>{NAME_PATTERN})/(?P<name>{NAME_PATTERN}):(?P<version>{VERSION_ID_PATTERN})$"
 )
 NAME = re.compile(rf"^{NAME_PATTERN}$")
+# The same rules without named groups, for JSON Schema (ECMA-262 regular
+# expressions) in the API document.
+MODEL_PATTERN = rf"^{NAME_PATTERN}/{NAME_PATTERN}$"
+VERSION_PATTERN = rf"^{NAME_PATTERN}/{NAME_PATTERN}:{VERSION_ID_PATTERN}$"
+# An alias: a lowercase letter, then up to 62 of a-z, 0-9, '-' and '_'. `latest`
+# is reserved: it always means the newest live version.
+ALIAS_PATTERN = r"[a-z][a-z0-9_-]{0,62}"
+ALIAS_NAME = rf"^(?!latest$){ALIAS_PATTERN}$"
+# Where a version is named: its id, or @alias (including @latest).
+VERSION_OR_ALIAS = rf"^({VERSION_ID_PATTERN}|@{ALIAS_PATTERN})$"
 
 
 @dataclass(frozen=True)
