@@ -10,6 +10,7 @@ from .api import (
     destinations,
     health,
     notifications,
+    openapi,
     trainings,
     versions,
     webhooks,
@@ -20,6 +21,11 @@ from .config import Settings
 from .errors import ConfigError
 from .store import migrations
 from .store.trainings import Policy
+
+
+async def _build_document(app: web.Application) -> None:
+    # Once every route is added: the document is built from the router.
+    app[openapi.DOCUMENT] = openapi.build(app)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -43,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(resources.workers)
     app.cleanup_ctx.append(resources.event_hub)
     app.on_shutdown.append(resources.close_event_streams)
+    app.on_shutdown.append(resources.stop_claiming_work)
 
     app.add_routes(health.routes)
     app.add_routes(trainings.routes)
@@ -50,5 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(versions.routes)
     app.add_routes(aliases.routes)
     app.add_routes(notifications.routes)
+    app.add_routes(openapi.routes)
+    app.on_startup.append(_build_document)
     app.add_routes(webhooks.routes)
     return app

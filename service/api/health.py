@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from .. import metrics
 from ..errors import MigrationError, Unavailable
 from ..resources import MIGRATIONS, POOL
 from ..store import migrations
 from ..store.pool import DATABASE_UNAVAILABLE
+from .openapi import operation
 
 routes = web.RouteTableDef()
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "ready"]
+
 
 # A readiness probe that hangs is worse than one that fails: the orchestrator's own
 # timeout would hide why.
@@ -20,18 +28,39 @@ READY_TIMEOUT = 3.0
 
 
 @routes.get("/healthz")
+@operation(
+    "Liveness",
+    tag="operations",
+    responses={200: HealthStatus},
+    errors=(401,),
+    authenticated=False,
+)
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving; says nothing about its dependencies."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/metrics")
+@operation(
+    "Prometheus metrics",
+    tag="operations",
+    raw={200: "text/plain"},
+    errors=(401,),
+    authenticated=False,
+)
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus metrics of this process, and gauges of the shared state."""
     return await metrics.render(request.app[POOL])
 
 
 @routes.get("/readyz")
+@operation(
+    "Readiness",
+    tag="operations",
+    responses={200: HealthStatus},
+    errors=(401,),
+    authenticated=False,
+)
 async def readyz(request: web.Request) -> web.Response:
     """Ready for traffic: the database answers and its schema is current."""
     try:

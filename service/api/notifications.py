@@ -21,6 +21,7 @@ from ..store import trainings as trainings_store
 from ..store.notifications import NotificationRecord
 from . import requests
 from .callers import Forbidden, caller_of
+from .openapi import operation
 
 routes = web.RouteTableDef()
 
@@ -107,6 +108,12 @@ async def _visible_training(
 
 
 @routes.get("/v1/trainings/{training_id}/notifications")
+@operation(
+    "A training's callback events and their attempts",
+    tag="callbacks",
+    responses={200: NotificationList},
+    errors=(404,),
+)
 async def training_notifications(request: web.Request) -> web.Response:
     training_id = request.match_info["training_id"]
     async with request.app[POOL].acquire() as conn:
@@ -118,6 +125,12 @@ async def training_notifications(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/notifications/{notification_id}/redeliver")
+@operation(
+    "Send a callback event again",
+    tag="callbacks",
+    responses={202: NotificationResource},
+    errors=(404, 409),
+)
 async def redeliver(request: web.Request) -> web.Response:
     """Send a delivered or failed event again, under its own webhook-id."""
     notification_id = request.match_info["notification_id"]
@@ -133,6 +146,12 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/notifications/redeliver")
+@operation(
+    "Send again every failed callback event of a caller since a time",
+    tag="callbacks",
+    request=RedeliverFailed,
+    responses={202: RedeliverResult},
+)
 async def redeliver_failed(request: web.Request) -> web.Response:
     body = await requests.read_json(request, RedeliverFailed)
     caller = caller_of(request)

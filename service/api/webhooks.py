@@ -12,7 +12,7 @@ import json
 import re
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import metrics
 from ..errors import InvalidRequest, Unavailable
@@ -21,14 +21,41 @@ from ..resources import POLICY, POOL, SETTINGS, WEBHOOK_SECRETS
 from ..store import trainings as store
 from ..store.trainings import Report
 from ..webhooks.verify import WebhookRejected
+from .openapi import Param, operation
 from .requests import PayloadTooLarge, read_body
 
 routes = web.RouteTableDef()
+
+
+class WebhookReceipt(BaseModel):
+    received: bool
+    duplicate: bool
+    known: bool
+
 
 _TRAINING_ID = re.compile(r"^trn_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 @routes.post("/webhooks/replicate")
+@operation(
+    "Replicate's signed webhooks (not for callers)",
+    tag="webhooks",
+    request=Training,
+    responses={200: WebhookReceipt},
+    params=(
+        Param("webhook-id", "header", {"type": "string"}, required=True),
+        Param("webhook-timestamp", "header", {"type": "string"}, required=True),
+        Param("webhook-signature", "header", {"type": "string"}, required=True),
+        Param(
+            "training_id",
+            "query",
+            {"type": "string"},
+            "The Tuneyard training this webhook is for.",
+        ),
+    ),
+    errors=(401,),
+    authenticated=False,
+)
 async def receive_webhook(request: web.Request) -> web.Response:
     verifier = request.app[WEBHOOK_SECRETS].verifier
     if verifier is None:
