@@ -68,10 +68,15 @@ class Worker(ABC):
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self, grace: float) -> None:
-        """Claim nothing more; give items in hand `grace` seconds, then cancel them."""
+    def stop_claiming(self) -> None:
+        """Take no new work; items in hand go on. Called as shutdown begins, so
+        nothing new starts while requests in flight finish."""
         self._stopping = True
         self._wake.set()
+
+    async def stop(self, grace: float) -> None:
+        """Claim nothing more; give items in hand `grace` seconds, then cancel them."""
+        self.stop_claiming()
         for task in (self._listen_task, self._loop_task):
             if task is not None:
                 task.cancel()

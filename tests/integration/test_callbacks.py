@@ -131,6 +131,11 @@ async def test_retry_after_on_429_is_honoured(
 
     await submit(client, receiver.url)
     await until_delivered(receiver, "training.queued")
+    # The receiver has the second attempt before the notifier records it.
+    await wait_until(
+        lambda: pool.fetchval("SELECT count(*) >= 2 FROM notification_attempts"),
+        message="both attempts recorded",
+    )
 
     rows = await pool.fetch(
         "SELECT started_at FROM notification_attempts ORDER BY started_at LIMIT 2"
