@@ -23,6 +23,9 @@ from .webhooks.sign import new_webhook_secret
 
 log = get_logger()
 
+# The caller `tuneyard dev` makes a token for on each start.
+DEV_TOKEN_NAME = "dev"  # noqa: S105 (a caller name, not a secret)
+
 
 @contextmanager
 def database(settings: Settings) -> Iterator[Settings]:
@@ -197,10 +200,11 @@ async def dev(settings: Settings) -> None:
         changes["tuneyard_webhook_secret"] = SecretStr(callback_secret)
     settings = settings.model_copy(update=changes)
     simulated = settings.replicate_api_token is None
+    token = await _fresh_dev_token(settings) if settings.auth_required else None
     async with local_simulator(settings) as settings:
 
         def welcome(url: str) -> None:
-            text = welcome_text(url, settings, simulated)
+            text = welcome_text(url, settings, simulated, token)
             if callback_secret is not None:
                 # Made for this run only, so showing it gives nothing away.
                 text += f"Callbacks are signed with: {callback_secret}\n"
@@ -209,7 +213,18 @@ async def dev(settings: Settings) -> None:
         await serve_settings(create_app(settings), settings, on_started=welcome)
 
 
-def welcome_text(url: str, settings: Settings, simulated: bool) -> str:
+async def _fresh_dev_token(settings: Settings) -> str:
+    """A caller token named `dev`, replacing the one from the last run: only a
+    hash of it was kept, so it cannot be shown again."""
+    await revoke_token(settings, DEV_TOKEN_NAME)
+    token = await create_token(settings, DEV_TOKEN_NAME, [])
+    assert token is not None
+    return token
+
+
+def welcome_text(
+    url: str, settings: Settings, simulated: bool, token: str | None = None
+) -> str:
     """What `tuneyard dev` prints once it answers: where, and a first call."""
     trainer = f"{FLUX_DEV_LORA_TRAINER}:{FLUX_DEV_LORA_TRAINER_VERSION}"
     owner = "local" if simulated else "your-account"
@@ -218,13 +233,21 @@ def welcome_text(url: str, settings: Settings, simulated: bool) -> str:
         if simulated
         else f"Replicate at {settings.replicate_base_url}"
     )
-    return (
-        f"\nTuneyard is answering at {url}, against {against}.\n\n"
-        f"Submit a training:\n"
-        f"  curl -s -X POST {url}/v1/trainings -H 'Content-Type: application/json' \\\n"
-        f'    -d \'{{"destination": "{owner}/faces", "trainer": "{trainer}",\n'
-        f'         "input": {{"input_images": "https://example.com/faces.zip"}}}}\'\n'
-        f"Watch it: curl -s {url}/v1/trainings\n"
-        f"Its versions: curl -s {url}/v1/destinations/{owner}/faces/versions\n"
-        f"Stop: Ctrl-C\n"
-    )
+    auth = ' -H "Authorization: Bearer $TUNEYARD_TOKEN"' if token else ""
+    lines = [
+        f"\nTuneyard is answering at {url}, against {against}.",
+        f"The API is described at {url}/docs.\n",
+    ]
+    if token:
+        lines.append(f"Your token for this run:\n  export TUNEYARD_TOKEN={token}\n")
+    lines += [
+        "Submit a training:",
+        f"  curl -s -X POST {url}/v1/trainings{auth} \\",
+        "    -H 'Content-Type: application/json' \\",
+        f'    -d \'{{"destination": "{owner}/faces", "trainer": "{trainer}",',
+        '         "input": {"input_images": "https://example.com/faces.zip"}}\'',
+        f"Watch it: curl -s{auth} {url}/v1/trainings",
+        f"Its versions: curl -s{auth} {url}/v1/destinations/{owner}/faces/versions",
+        "Stop: Ctrl-C\n",
+    ]
+    return "\n".join(lines)

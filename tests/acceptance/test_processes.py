@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from ..support.processes import TuneyardProcess
+from ..support.processes import TuneyardProcess, free_port
 from ..support.proxy import DatabaseProxy
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -123,14 +124,24 @@ async def test_dev_with_nothing_configured_runs_and_stops_its_database(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    dev = TuneyardProcess(tmp_path, "dev", TUNEYARD_DATA_DIR=str(data_dir)).start()
+    dev = TuneyardProcess(
+        tmp_path,
+        "dev",
+        TUNEYARD_DATA_DIR=str(data_dir),
+        TUNEYARD_SIMULATOR_PORT=str(free_port()),
+    ).start()
     try:
         await dev.wait_healthy(timeout=60)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{dev.url}/readyz") as response,
-        ):
-            assert response.status == 200
+        token = re.search(r"export TUNEYARD_TOKEN=(\S+)", dev.output)
+        assert token is not None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{dev.url}/readyz") as response:
+                assert response.status == 200
+            async with http.get(
+                f"{dev.url}/v1/trainings",
+                headers={"Authorization": f"Bearer {token[1]}"},
+            ) as response:
+                assert response.status == 200
     finally:
         dev.signal(signal.SIGINT)
         code = await dev.wait()

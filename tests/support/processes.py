@@ -68,13 +68,21 @@ class TuneyardProcess:
                         f"exited with {self.exit_code}:\n{self.output}"
                     )
                 try:
-                    async with session.get(f"{self.url}/healthz") as response:
+                    async with session.get(
+                        f"{self.url}/healthz", headers=self.ops_headers
+                    ) as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientConnectionError:
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError(f"not healthy after {timeout}s:\n{self.output}")
+
+    @property
+    def ops_headers(self) -> dict[str, str]:
+        """What /healthz, /readyz and /metrics need when an ops token is set."""
+        token = self.env.get("TUNEYARD_OPS_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None
