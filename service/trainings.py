@@ -21,6 +21,7 @@ from .logs import get_logger
 from .replicate.client import ReplicateClient
 from .replicate.errors import ReplicateUnavailable
 from .store import trainings as store
+from .store import transitions
 from .store.trainings import NewTraining, Policy, Report, TrainingRecord
 
 log = get_logger()
@@ -106,7 +107,7 @@ async def cancel(
         if record.status.is_terminal:
             raise Conflict(f"training {training_id} has already {record.status.value}")
         if record.status is Status.QUEUED and record.create_sent_at is None:
-            outcome = await store.apply_report(
+            outcome = await transitions.apply_report(
                 conn,
                 Report(source="cancel", status=Status.CANCELED),
                 training_id=training_id,
@@ -125,7 +126,7 @@ async def cancel(
         log.warning("training_cancel_deferred", training_id=training_id, error=str(exc))
         return record
     async with pool.acquire() as conn, conn.transaction():
-        outcome = await store.apply_report(
+        outcome = await transitions.apply_report(
             conn,
             Report(source="cancel", training=answer),
             training_id=training_id,

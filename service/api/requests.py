@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from ..domain.names import ModelRef, parse_model
+from ..domain.text import first_unstorable, storable
 from ..errors import InvalidRequest, ProblemError, ValidationFailed
 from .callers import caller_of
 
@@ -32,8 +33,10 @@ class PayloadTooLarge(ProblemError):
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes before reading them all."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+        return await request.read()
     chunks = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -57,7 +60,7 @@ async def read_json(
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the body must be a JSON object") from None
-    where = unstorable(data)
+    where = first_unstorable(data)
     if where is not None:
         raise ValidationFailed(
             f"{where or 'body'}: {UNSTORABLE}",
@@ -72,42 +75,10 @@ async def read_json(
 UNSTORABLE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
 
 
-def unstorable(value: Any, path: str = "") -> str | None:
-    """The path of the first string (key or value) that PostgreSQL cannot store:
-    text holds no NUL character, and JSON from outside may carry escaped lone
-    surrogates that are not valid UTF-8."""
-    if isinstance(value, str):
-        return None if _storable(value) else path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if not _storable(key):
-                return path or "body"
-            found = unstorable(item, inner)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unstorable(item, f"{path}.{index}" if path else str(index))
-            if found is not None:
-                return found
-    return None
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def url_is_storable(request: web.Request) -> bool:
     """Whether the path and query can reach the database without an error."""
-    return _storable(request.path) and all(
-        _storable(key) and _storable(value) for key, value in request.query.items()
+    return storable(request.path) and all(
+        storable(key) and storable(value) for key, value in request.query.items()
     )
 
 

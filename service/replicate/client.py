@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from .. import __version__, metrics
 from ..domain.names import ModelRef, VersionRef
+from ..domain.text import scrub
 from ..logs import get_logger
 from ..retry import retry_after_seconds
 from .errors import (
@@ -317,7 +318,8 @@ class ReplicateClient:
         body: Any = None
         if raw:
             try:
-                body = json.loads(raw)
+                # Anything kept from Replicate must be storable; see domain.text.
+                body = scrub(json.loads(raw))
             except ValueError:
                 body = raw[:200].decode(errors="replace")
         elapsed = time.perf_counter() - started

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from ..domain.ids import new_id
+from ..domain.views import TrainingResource, VersionResource
+
+if TYPE_CHECKING:
+    from .trainings import TrainingRecord
 
 CHANNEL = "tuneyard_notifications"
+# The notifiers only need to know there is work; one payload for every NOTIFY
+# lets PostgreSQL fold a transaction's many into one.
+WAKE = "new"
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class NotificationRecord:
 
 INSERT = """
 INSERT INTO notifications (id, training_id, caller, type, payload, callback_url)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
 """
 
 NOTIFY = "SELECT pg_notify($1, $2)"
@@ -131,21 +139,37 @@ RETURNING id
 """
 
 
+def callback_event(
+    record: TrainingRecord, version: Mapping[str, Any] | None, base: str
+) -> tuple[str, str]:
+    """The callback event for a training's current status: its type, and its
+    body as JSON (the training, and the version when the change made one)."""
+    event_type = f"training.{record.status.value}"
+    parts = [
+        f'{{"type":{json.dumps(event_type)}',
+        f'"training":{TrainingResource.of(record, base).model_dump_json()}',
+    ]
+    if version is not None:
+        parts.append(f'"version":{VersionResource.of(version, base).model_dump_json()}')
+    return event_type, ",".join(parts) + "}"
+
+
 async def enqueue(
     conn: asyncpg.Connection,
     *,
     training_id: str,
     caller: str,
     event_type: str,
-    payload: dict[str, Any],
+    payload: str,
     callback_url: str,
 ) -> str:
-    """Add a callback to the outbox, in the caller's transaction."""
+    """Add a callback (its JSON body as text) to the outbox, in the caller's
+    transaction."""
     notification_id = new_id("msg")
     await conn.execute(
         INSERT, notification_id, training_id, caller, event_type, payload, callback_url
     )
-    await conn.execute(NOTIFY, CHANNEL, notification_id)
+    await conn.execute(NOTIFY, CHANNEL, WAKE)
     return notification_id
 
 
@@ -230,7 +254,7 @@ async def redeliver(
     row = await conn.fetchrow(REDELIVER_ONE, notification_id)
     if row is None:
         return None
-    await conn.execute(NOTIFY, CHANNEL, notification_id)
+    await conn.execute(NOTIFY, CHANNEL, WAKE)
     return NotificationRecord.from_row(row)
 
 
@@ -239,5 +263,5 @@ async def redeliver_failed(
 ) -> int:
     rows = await conn.fetch(REDELIVER_FAILED, caller, since)
     if rows:
-        await conn.execute(NOTIFY, CHANNEL, rows[0]["id"])
+        await conn.execute(NOTIFY, CHANNEL, WAKE)
     return len(rows)

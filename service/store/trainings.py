@@ -9,6 +9,7 @@ training, and on success its version, in the caller's transaction.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -17,13 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from .. import metrics
 from ..domain.names import ModelRef
-from ..domain.status import Status, advance, from_replicate
-from ..domain.views import TrainingResource, VersionResource
+from ..domain.status import Status, from_replicate
 from ..logs import get_logger
 from ..replicate.models import Training
-from . import notifications, versions
+from . import notifications
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -112,7 +111,9 @@ class Report:
     webhook_id: str | None = None
     status: Status | None = None
     error: str | None = None
-    body: dict[str, Any] | None = None
+    # The body exactly as it arrived (a webhook's), kept as the event's body
+    # without parsing and serialising it again.
+    raw_body: str | None = None
 
     @property
     def reported_status(self) -> Status | None:
@@ -124,12 +125,12 @@ class Report:
     def replicate_id(self) -> str | None:
         return self.training.id if self.training else None
 
-    def event_body(self) -> dict[str, Any]:
-        if self.body is not None:
-            return self.body
+    def event_body_text(self) -> str:
+        if self.raw_body is not None:
+            return self.raw_body
         if self.training is not None:
-            return self.training.raw()
-        return {"status": self.status, "error": self.error}
+            return self.training.model_dump_json()
+        return json.dumps({"status": self.status, "error": self.error})
 
 
 @dataclass(frozen=True)
@@ -181,44 +182,6 @@ NOTIFY = "SELECT pg_notify($1, $2)"
 
 SELECT_TRAINING = "SELECT * FROM trainings WHERE id = $1"
 SELECT_TRAINING_FOR_UPDATE = "SELECT * FROM trainings WHERE id = $1 FOR UPDATE"
-SELECT_BY_REPLICATE_ID_FOR_UPDATE = """
-SELECT * FROM trainings WHERE replicate_id = $1 FOR UPDATE
-"""
-
-INSERT_EVENT = """
-INSERT INTO training_events
-    (training_id, replicate_id, webhook_id, source, status, applied, body)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (webhook_id) DO NOTHING
-RETURNING id
-"""
-
-UPDATE_STATE = """
-UPDATE trainings SET
-    status = $2,
-    replicate_id = $3,
-    replicate_status = $4,
-    error = $5,
-    version_id = $6,
-    submitted_at = $7,
-    started_at = $8,
-    completed_at = $9,
-    next_attempt_at = $10,
-    create_sent_at = $11,
-    last_attempt_error = $12,
-    last_event_at = now(),
-    updated_at = now()
-WHERE id = $1
-RETURNING *
-"""
-
-INSERT_VERSION = """
-INSERT INTO versions (owner, name, version_id, training_id, weights_url, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (owner, name, version_id) DO NOTHING
-RETURNING version_id
-"""
-
 SELECT_EVENTS = """
 SELECT id, source, status, webhook_id, replicate_id, applied, body, received_at
 FROM training_events
@@ -262,7 +225,18 @@ async def insert(
         # Delivered at commit, so a submitter never wakes before the row is visible.
         await conn.execute(NOTIFY, QUEUED_CHANNEL, new.id)
         record = TrainingRecord.from_row(row)
-        await _enqueue_callback(conn, record, policy, version=None)
+        if record.callback_url is not None:
+            event_type, payload = notifications.callback_event(
+                record, None, policy.public_url
+            )
+            await notifications.enqueue(
+                conn,
+                training_id=record.id,
+                caller=record.caller,
+                event_type=event_type,
+                payload=payload,
+                callback_url=record.callback_url,
+            )
     return record
 
 
@@ -451,263 +425,6 @@ async def request_cancel(
 ) -> TrainingRecord | None:
     row = await conn.fetchrow(REQUEST_CANCEL, training_id)
     return None if row is None else TrainingRecord.from_row(row)
-
-
-# State changes -------------------------------------------------------------
-
-
-async def apply_report(
-    conn: asyncpg.Connection,
-    report: Report,
-    *,
-    training_id: str | None = None,
-    policy: Policy,
-) -> Outcome:
-    """Apply what was learned about a training; call inside a transaction.
-
-    The training is found by Tuneyard's id when given, else by Replicate's. A
-    webhook for a training whose create answer was lost names Tuneyard's id in
-    its URL: the first report carrying a Replicate id settles that create.
-    """
-    record = await _find_for_update(conn, report, training_id)
-    if record is None:
-        duplicate = not await _record_event(conn, None, report, applied=False)
-        if not duplicate:
-            log.warning(
-                "training_unknown",
-                replicate_id=report.replicate_id,
-                source=report.source,
-                training_id=training_id,
-            )
-        return Outcome(None, duplicate=duplicate)
-
-    replicate_id = record.replicate_id
-    if report.replicate_id is not None and replicate_id is None:
-        replicate_id = report.replicate_id
-    elif report.replicate_id not in (None, replicate_id):
-        # A second Replicate training for one Tuneyard training: never expected,
-        # since creates are settled before they are repeated. Keep the first.
-        await _record_event(conn, None, report, applied=False)
-        log.error(
-            "training_second_replicate_id",
-            training_id=record.id,
-            replicate_id=replicate_id,
-            other_replicate_id=report.replicate_id,
-        )
-        return Outcome(record, notes=["second_replicate_id"])
-
-    settled = record.replicate_id is None and replicate_id is not None
-    new_status = advance(record.status, report.reported_status)
-    if settled and new_status is None:
-        # Replicate has the training, whatever status it reports.
-        new_status = advance(record.status, Status.SUBMITTED)
-    news = new_status is not None or settled or _has_news(record, report)
-    # Webhooks are always kept: the webhook-id is the dedupe, and the trail shows
-    # what arrived. A poll that changed nothing is not worth a row.
-    keep = report.webhook_id is not None or news
-    if keep and not await _record_event(conn, record.id, report, applied=news):
-        return Outcome(record, duplicate=True)
-    if not news:
-        return Outcome(record)
-
-    now = datetime.now(UTC)
-    status = new_status or record.status
-    replicate_status = record.replicate_status
-    if report.training is not None and (new_status or report.reported_status is None):
-        # Keep Replicate's word, including statuses Tuneyard does not know yet,
-        # unless it is an old status arriving late.
-        replicate_status = report.training.status
-
-    version_id = record.version_id
-    version_recorded = False
-    error = record.error
-    if new_status is Status.SUCCEEDED and report.training is not None:
-        version_id, version_recorded = await _record_version(
-            conn, record, report.training
-        )
-    if new_status is Status.FAILED:
-        error = report.error or (
-            report.training.error_message if report.training else None
-        )
-    if new_status is Status.CANCELED:
-        error = report.error or error
-
-    submitted_at = record.submitted_at
-    if replicate_id is not None and submitted_at is None:
-        submitted_at = now
-    started_at = record.started_at
-    if status in (Status.RUNNING, Status.SUCCEEDED) and started_at is None:
-        started_at = _replicate_time(report, "started_at") or now
-    completed_at = record.completed_at
-    if status.is_terminal and completed_at is None:
-        completed_at = _replicate_time(report, "completed_at") or now
-
-    row = await conn.fetchrow(
-        UPDATE_STATE,
-        record.id,
-        status.value,
-        replicate_id,
-        replicate_status,
-        error,
-        version_id,
-        submitted_at,
-        started_at,
-        completed_at,
-        # A quiet training is polled once this passes; news pushes it back.
-        now + policy.poll_after
-        if status in (Status.SUBMITTED, Status.RUNNING)
-        else now,
-        record.create_sent_at if replicate_id is None else None,
-        record.last_attempt_error if status is Status.QUEUED else None,
-    )
-    updated = TrainingRecord.from_row(row)
-    if new_status is not None:
-        metrics.TRANSITIONS.labels(status.value, report.source).inc()
-        version = None
-        if version_recorded:
-            assert version_id is not None
-            version = await versions.get(conn, updated.destination, version_id)
-        await _enqueue_callback(conn, updated, policy, version=version)
-        log.info(
-            "training_status_changed",
-            training_id=record.id,
-            replicate_id=replicate_id,
-            source=report.source,
-            previous=record.status.value,
-            status=status.value,
-        )
-    elif settled:
-        log.info(
-            "training_create_settled",
-            training_id=record.id,
-            replicate_id=replicate_id,
-            source=report.source,
-        )
-    return Outcome(
-        updated, moved=new_status is not None, version_recorded=version_recorded
-    )
-
-
-async def _find_for_update(
-    conn: asyncpg.Connection, report: Report, training_id: str | None
-) -> TrainingRecord | None:
-    if report.replicate_id is not None:
-        row = await conn.fetchrow(
-            SELECT_BY_REPLICATE_ID_FOR_UPDATE, report.replicate_id
-        )
-        if row is not None:
-            return TrainingRecord.from_row(row)
-    if training_id is None:
-        return None
-    return await lock(conn, training_id)
-
-
-async def _enqueue_callback(
-    conn: asyncpg.Connection,
-    record: TrainingRecord,
-    policy: Policy,
-    *,
-    version: asyncpg.Record | None,
-) -> None:
-    """Put the training's new status in the outbox, if its caller wants callbacks.
-
-    The event is a snapshot taken in the same transaction as the change it
-    reports, so it says what was true then, and it exists if and only if the
-    change was committed.
-    """
-    if record.callback_url is None:
-        return
-    event_type = f"training.{record.status.value}"
-    payload: dict[str, Any] = {
-        "type": event_type,
-        "training": TrainingResource.of(record, policy.public_url).model_dump(
-            mode="json"
-        ),
-    }
-    if version is not None:
-        payload["version"] = VersionResource.of(version, policy.public_url).model_dump(
-            mode="json"
-        )
-    await notifications.enqueue(
-        conn,
-        training_id=record.id,
-        caller=record.caller,
-        event_type=event_type,
-        payload=payload,
-        callback_url=record.callback_url,
-    )
-
-
-async def _record_event(
-    conn: asyncpg.Connection, training_id: str | None, report: Report, *, applied: bool
-) -> bool:
-    """Store the event and tell live streams; False when its webhook-id was seen
-    before."""
-    event_id = await conn.fetchval(
-        INSERT_EVENT,
-        training_id,
-        report.replicate_id,
-        report.webhook_id,
-        report.source,
-        report.training.status if report.training else (report.status or None),
-        applied,
-        report.event_body(),
-    )
-    if event_id is not None and training_id is not None:
-        await conn.execute(NOTIFY, EVENTS_CHANNEL, training_id)
-    return event_id is not None
-
-
-def _has_news(record: TrainingRecord, report: Report) -> bool:
-    """A report that moves nothing may still carry a status Tuneyard does not know."""
-    return (
-        report.training is not None
-        and report.reported_status is None
-        and not record.status.is_terminal
-        and report.training.status != record.replicate_status
-    )
-
-
-async def _record_version(
-    conn: asyncpg.Connection, record: TrainingRecord, training: Training
-) -> tuple[str | None, bool]:
-    produced = training.output_version
-    if produced is None:
-        log.error("training_succeeded_without_version", training_id=record.id)
-        return None, False
-    destination, version_id = produced
-    if destination != record.destination:
-        log.error(
-            "training_version_elsewhere",
-            training_id=record.id,
-            destination=str(record.destination),
-            output_destination=str(destination),
-        )
-        return None, False
-    created_at = parse_time(training.completed_at) or datetime.now(UTC)
-    inserted = await conn.fetchval(
-        INSERT_VERSION,
-        destination.owner,
-        destination.name,
-        version_id,
-        record.id,
-        training.weights_url,
-        created_at,
-    )
-    if inserted is not None:
-        log.info(
-            "version_recorded",
-            training_id=record.id,
-            destination=str(destination),
-            version_id=version_id,
-        )
-    return version_id, inserted is not None
-
-
-def _replicate_time(report: Report, name: str) -> datetime | None:
-    if report.training is None:
-        return None
-    return parse_time(getattr(report.training, name))
 
 
 def parse_time(value: str | None) -> datetime | None:

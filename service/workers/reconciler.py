@@ -18,6 +18,7 @@ from ..logs import get_logger
 from ..replicate.client import ReplicateClient
 from ..replicate.errors import ReplicateError
 from ..store import trainings as store
+from ..store import transitions
 from ..store.trainings import Policy, Report, TrainingRecord
 from .base import TrainingWorker
 
@@ -67,7 +68,7 @@ class Reconciler(TrainingWorker):
             metrics.RECONCILER_ACTIONS.labels(action, "failed").inc()
             return
         async with self.pool.acquire() as conn, conn.transaction():
-            outcome = await store.apply_report(
+            outcome = await transitions.apply_report(
                 conn,
                 Report(source=action, training=training),
                 training_id=record.id,

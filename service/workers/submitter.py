@@ -36,6 +36,7 @@ from ..replicate.errors import (
 )
 from ..replicate.models import Training
 from ..store import trainings as store
+from ..store import transitions
 from ..store.trainings import Policy, Report, TrainingRecord
 from .base import TrainingWorker
 
@@ -241,7 +242,7 @@ class Submitter(TrainingWorker):
         self, record: TrainingRecord, report: Report
     ) -> store.Outcome | None:
         async with self.pool.acquire() as conn, conn.transaction():
-            return await store.apply_report(
+            return await transitions.apply_report(
                 conn, report, training_id=record.id, policy=self.policy
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 
@@ -25,7 +26,7 @@ async def fill(pool: asyncpg.Pool, trainings: int, per_training: int) -> list[st
                         training_id=training.id,
                         caller="tests",
                         event_type=f"training.step{n}",
-                        payload={"n": n},
+                        payload=json.dumps({"n": n}),
                         callback_url="http://127.0.0.1:9/",
                     )
                 )

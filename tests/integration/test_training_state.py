@@ -10,6 +10,7 @@ import pytest
 
 from service.domain.status import Status
 from service.store import trainings as store
+from service.store import transitions
 from service.store.trainings import Policy, Report, TrainingRecord
 
 from ..support.factories import queued_training, replicate_training
@@ -21,7 +22,7 @@ async def apply(
     pool: asyncpg.Pool, report: Report, training_id: str | None = None
 ) -> store.Outcome:
     async with pool.acquire() as conn, conn.transaction():
-        return await store.apply_report(
+        return await transitions.apply_report(
             conn, report, training_id=training_id, policy=POLICY
         )
 
@@ -239,3 +240,135 @@ async def test_same_webhook_five_times_at_once_is_applied_once(
     assert sum(o.moved for o in outcomes) == 1
     assert await pool.fetchval("SELECT count(*) FROM versions") == 1
     assert await pool.fetchval("SELECT count(*) FROM training_events") == 2
+
+
+async def apply_batch(pool: asyncpg.Pool, items: list[transitions.Item]) -> list:
+    async with pool.acquire() as conn, conn.transaction():
+        return await transitions.apply_reports(conn, items, policy=POLICY)
+
+
+async def test_a_batch_applies_one_trainings_reports_in_arrival_order(
+    pool: asyncpg.Pool, training: TrainingRecord
+) -> None:
+    outcomes = await apply_batch(
+        pool,
+        [
+            transitions.Item(webhook("r8a", "starting", "msg_1"), training.id),
+            transitions.Item(webhook("r8a", "processing", "msg_2")),
+            transitions.Item(webhook("r8a", "succeeded", "msg_3")),
+            transitions.Item(webhook("r8a", "processing", "msg_4")),
+        ],
+    )
+
+    assert [o.moved for o in outcomes] == [True, True, True, False]
+    assert outcomes[-1].training.status is Status.SUCCEEDED
+    events = await pool.fetch(
+        "SELECT webhook_id, applied FROM training_events ORDER BY id"
+    )
+    assert [(e["webhook_id"], e["applied"]) for e in events] == [
+        ("msg_1", True),
+        ("msg_2", True),
+        ("msg_3", True),
+        ("msg_4", False),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM versions") == 1
+
+
+async def test_a_webhook_repeated_within_a_batch_counts_once(
+    pool: asyncpg.Pool, training: TrainingRecord
+) -> None:
+    outcomes = await apply_batch(
+        pool,
+        [
+            transitions.Item(webhook("r8a", "processing", "msg_1"), training.id),
+            transitions.Item(webhook("r8a", "processing", "msg_1"), training.id),
+            transitions.Item(webhook("r8-elsewhere", "processing", "msg_2")),
+            transitions.Item(webhook("r8-elsewhere", "processing", "msg_2")),
+        ],
+    )
+
+    assert [o.duplicate for o in outcomes] == [False, True, False, True]
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 2
+
+
+async def test_concurrent_batches_over_the_same_trainings_do_not_deadlock(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        made = [await queued_training(conn) for _ in range(6)]
+    for n, record in enumerate(made):
+        await apply(pool, webhook(f"r8{n}", "starting", f"msg_s{n}"), record.id)
+
+    forward = [
+        transitions.Item(webhook(f"r8{n}", "processing", f"msg_f{n}")) for n in range(6)
+    ]
+    backward = [
+        transitions.Item(
+            webhook(f"r8{n}", "succeeded", f"msg_b{n}", version_id=f"{n}" * 64)
+        )
+        for n in reversed(range(6))
+    ]
+    await asyncio.wait_for(
+        asyncio.gather(apply_batch(pool, forward), apply_batch(pool, backward)),
+        timeout=20,
+    )
+
+    assert await pool.fetchval("SELECT count(*) FROM versions") == 6
+    statuses = await pool.fetch("SELECT DISTINCT status FROM trainings")
+    assert [s["status"] for s in statuses] == ["succeeded"]
+
+
+async def test_lock_free_write_refuses_whole_when_a_training_changed_since_read(
+    pool: asyncpg.Pool, training: TrainingRecord
+) -> None:
+    await apply(pool, webhook("r8a", "starting", "msg_1"), training.id)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM trainings WHERE id = $1", training.id)
+        batch = transitions._Batch(POLICY, [TrainingRecord.from_row(row)], set())
+        batch.apply(transitions.Item(webhook("r8a", "succeeded", "msg_2")))
+        # Another replica moves the training between this batch's read and write.
+        await pool.execute(
+            "UPDATE trainings SET updated_at = now() WHERE id = $1", training.id
+        )
+
+        with pytest.raises(transitions.WriteConflict):
+            await batch.write(conn)
+
+    assert await pool.fetchval("SELECT status FROM trainings") == "submitted"
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 1
+    assert await pool.fetchval("SELECT count(*) FROM versions") == 0
+
+
+async def test_lock_free_write_refuses_when_its_new_event_was_recorded_meanwhile(
+    pool: asyncpg.Pool, training: TrainingRecord
+) -> None:
+    await apply(pool, webhook("r8a", "starting", "msg_1"), training.id)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM trainings WHERE id = $1", training.id)
+        batch = transitions._Batch(POLICY, [TrainingRecord.from_row(row)], set())
+        batch.apply(transitions.Item(webhook("r8a", "processing", "msg_2")))
+        # The same webhook, delivered to another replica, is recorded first.
+        await apply(pool, webhook("r8a", "processing", "msg_2"))
+
+        with pytest.raises(transitions.WriteConflict):
+            await batch.write(conn)
+
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 2
+
+
+async def test_lock_free_batch_applies_like_a_locked_one(
+    pool: asyncpg.Pool, training: TrainingRecord
+) -> None:
+    items = [
+        transitions.Item(webhook("r8a", "starting", "msg_1"), training.id),
+        transitions.Item(webhook("r8a", "processing", "msg_2")),
+        transitions.Item(webhook("r8a", "succeeded", "msg_3")),
+    ]
+    async with pool.acquire() as conn:
+        outcomes = await transitions.apply_reports(
+            conn, items, policy=POLICY, lock=False
+        )
+
+    assert [o.moved for o in outcomes] == [True, True, True]
+    assert await pool.fetchval("SELECT status FROM trainings") == "succeeded"
+    assert await pool.fetchval("SELECT count(*) FROM versions") == 1

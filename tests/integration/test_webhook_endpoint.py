@@ -171,3 +171,22 @@ async def test_bad_training_id_in_the_url_is_ignored_not_an_error(
 
     assert response.status == 200
     assert (await response.json())["known"] is False
+
+
+async def test_unstorable_characters_from_replicate_are_kept_scrubbed(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as conn:
+        training = await queued_training(conn)
+    body = training_body("r8a", "failed")
+    body["error"] = "bad\u0000byte"
+    body["logs"] = "half \ud800 a pair"
+    raw, headers = signed_webhook(WEBHOOK_SECRET, body)
+
+    response = await post(client, raw, headers, f"?training_id={training.id}")
+
+    assert response.status == 200
+    error = await pool.fetchval("SELECT error FROM trainings")
+    assert error == "bad\ufffdbyte"
+    stored = await pool.fetchval("SELECT body->>'logs' FROM training_events")
+    assert stored == "half ? a pair"
