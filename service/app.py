@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(resources.webhook_secrets)
     app.cleanup_ctx.append(resources.workers)
     app.cleanup_ctx.append(resources.event_hub)
+    app.cleanup_ctx.append(resources.webhook_ingestor)
     app.on_shutdown.append(resources.close_event_streams)
     app.on_shutdown.append(resources.stop_claiming_work)
 

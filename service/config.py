@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     replicate_create_rate_limit: float = Field(
         default=540, alias="TUNEYARD_REPLICATE_CREATE_RATE_LIMIT", gt=0
     )
+    # How many transactions write Replicate's webhooks at once. Each takes the
+    # webhooks waiting for it as one batch, so fewer writers make larger batches.
+    webhook_writers: int = Field(
+        default=2, alias="TUNEYARD_WEBHOOK_WRITERS", ge=1, le=32
+    )
     webhook_max_bytes: int = Field(
         default=16 * 1024 * 1024, alias="TUNEYARD_WEBHOOK_MAX_BYTES", ge=1024
     )

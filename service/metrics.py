@@ -12,7 +12,9 @@ table.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -40,6 +42,25 @@ HTTP_DURATION = Histogram(
     "Time to answer an HTTP request, by route template.",
     ["method", "route"],
 )
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency."""
+    counted, timed = _request_series(method, route, status)
+    counted.inc()
+    timed.observe(seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    # Looking a labelled series up takes a lock each time; every request would
+    # pay it twice. Routes are templates and unmatched paths share one label,
+    # so the combinations are few.
+    return (
+        HTTP_REQUESTS.labels(method, route, status),
+        HTTP_DURATION.labels(method, route),
+    )
+
 
 WEBHOOKS_RECEIVED = Counter(
     "tuneyard_webhooks_received", "Webhooks from Replicate received."

@@ -25,6 +25,7 @@ from .store import migrations
 from .store.pool import create_pool
 from .store.trainings import Policy
 from .streams import EventHub
+from .webhooks.ingest import WebhookIngestor
 from .webhooks.verify import WebhookVerifier
 from .workers.base import Worker
 from .workers.notifier import Notifier
@@ -49,6 +50,7 @@ WEBHOOK_SECRETS = web.AppKey("webhook_secrets", WebhookSecrets)
 WORKERS = web.AppKey("workers", list[Worker])
 POLICY = web.AppKey("policy", Policy)
 EVENT_HUB = web.AppKey("event_hub", EventHub)
+INGESTOR = web.AppKey("webhook_ingestor", WebhookIngestor)
 
 
 async def database_pool(app: web.Application) -> AsyncIterator[None]:
@@ -179,3 +181,14 @@ async def close_event_streams(app: web.Application) -> None:
     """Runs before the server waits for requests in flight, so open streams end
     at once instead of holding the shutdown for its whole timeout."""
     app[EVENT_HUB].close_streams()
+
+
+async def webhook_ingestor(app: web.Application) -> AsyncIterator[None]:
+    """Group commit for Replicate's webhooks; stops after requests are done."""
+    ingestor = WebhookIngestor(
+        app[POOL], app[POLICY], writers=app[SETTINGS].webhook_writers
+    )
+    app[INGESTOR] = ingestor
+    ingestor.start()
+    yield
+    await ingestor.stop()

@@ -51,8 +51,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         # Unmatched paths share one label, so probing random URLs cannot grow the
         # metrics without bound.
         route = resource.canonical if resource is not None else "unmatched"
-        metrics.HTTP_REQUESTS.labels(request.method, route, status).inc()
-        metrics.HTTP_DURATION.labels(request.method, route).observe(elapsed)
+        metrics.observe_request(request.method, route, status, elapsed)
         log.info(
             "http_request",
             method=request.method,

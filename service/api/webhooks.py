@@ -15,11 +15,12 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics
+from ..domain.text import first_unstorable, scrub
 from ..errors import InvalidRequest, Unavailable
 from ..replicate.models import Training
-from ..resources import POLICY, POOL, SETTINGS, WEBHOOK_SECRETS
-from ..store import trainings as store
+from ..resources import INGESTOR, SETTINGS, WEBHOOK_SECRETS
 from ..store.trainings import Report
+from ..store.transitions import Item
 from ..webhooks.verify import WebhookRejected
 from .openapi import Param, operation
 from .requests import PayloadTooLarge, read_body
@@ -75,7 +76,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         raise
     metrics.WEBHOOKS_VERIFIED.inc()
     try:
-        training = _parse(body)
+        training, raw_text = _parse(body)
     except InvalidRequest:
         metrics.WEBHOOKS_REJECTED.labels("bad_body").inc()
         raise
@@ -83,18 +84,17 @@ async def receive_webhook(request: web.Request) -> web.Response:
     if training_id is not None and not _TRAINING_ID.match(training_id):
         training_id = None
 
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        outcome = await store.apply_report(
-            conn,
+    outcome = await request.app[INGESTOR].apply(
+        Item(
             Report(
                 source="webhook",
                 training=training,
                 webhook_id=verified.webhook_id,
-                body=training.raw(),
+                raw_body=raw_text,
             ),
-            training_id=training_id,
-            policy=request.app[POLICY],
+            training_id,
         )
+    )
 
     if outcome.duplicate:
         metrics.WEBHOOKS_DUPLICATE.inc()
@@ -109,15 +109,37 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
 
 
-def _parse(body: bytes) -> Training:
+# JSON escapes of the characters PostgreSQL cannot store: NUL, and surrogates
+# (a lone one is invalid; a paired one is checked on the slow path too).
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
+
+
+def _parse(body: bytes) -> tuple[Training, str]:
+    """The training the body describes, and the body's text to keep.
+
+    A body with no escape of an unstorable character (nearly every one) is
+    parsed once, by pydantic; raw UTF-8 cannot hold such a character, so the
+    escapes are the only way in.
+    """
+    if not _UNSTORABLE_ESCAPE.search(body):
+        try:
+            return Training.model_validate_json(body), body.decode()
+        except (ValidationError, UnicodeDecodeError):
+            pass  # the slow path below says precisely what is wrong
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the webhook body is not JSON") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the webhook body is not a training object")
+    text = body.decode()
+    if first_unstorable(payload) is not None:
+        # Replicate's words (a training's logs, say) are kept even when they hold
+        # a character PostgreSQL cannot: refusing them would only be repeated.
+        payload = scrub(payload)
+        text = json.dumps(payload)
     try:
-        return Training.model_validate(payload)
+        return Training.model_validate(payload), text
     except ValidationError:
         raise InvalidRequest(
             "the webhook body is not a training: it needs a string id and status"

@@ -55,10 +55,12 @@ class TrainingResource(BaseModel):
         own = f"{base}/v1/trainings/{record.id}"
         version = None
         if record.version_id is not None:
-            version = ProducedVersion(
+            version = ProducedVersion.model_construct(
                 id=record.version_id, destination=str(record.destination)
             )
-        return cls(
+        # From Tuneyard's own record: nothing to validate, and this runs for
+        # every answer and every callback.
+        return cls.model_construct(
             id=record.id,
             status=record.status,
             destination=str(record.destination),
@@ -117,7 +119,7 @@ class VersionResource(BaseModel):
         lineage = None
         if row["training_id"] is not None:
             urls["training"] = f"{base}/v1/trainings/{row['training_id']}"
-            lineage = Lineage(
+            lineage = Lineage.model_construct(
                 training_id=row["training_id"],
                 replicate_training_id=row["replicate_id"],
                 trainer=row["trainer"],
@@ -125,7 +127,7 @@ class VersionResource(BaseModel):
                 caller=row["caller"],
                 metadata=row["metadata"],
             )
-        return cls(
+        return cls.model_construct(
             id=row["version_id"],
             destination=ref,
             created_at=row["created_at"],

@@ -40,6 +40,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: nothing more.
+
+    asyncpg's default reset sends a query on every release (unlisten, unlock,
+    reset settings): a round trip per use. Tuneyard's pooled connections change
+    no session state (listeners and the migration lock use connections of their
+    own), and asyncpg still ends any open transaction before calling this.
+    """
+
+
 async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool, waiting up to STARTUP_WAIT seconds for the database."""
     deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
@@ -51,6 +61,7 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
                 min_size=1,
                 max_size=max_size,
                 init=_init_connection,
+                reset=_keep_session,
                 timeout=CONNECT_TIMEOUT,
             )
         except (OSError, *DATABASE_UNAVAILABLE) as exc:

@@ -1,0 +1,116 @@
+"""Group commit for webhooks: concurrent ones share a transaction.
+
+Each webhook request puts its report on a queue and waits. A writer takes what is
+queued (up to MAX_BATCH), applies it all in one transaction through
+store.transitions.apply_reports, commits, and only then wakes each waiting request
+with its own outcome: every answer still follows the durable write of its data,
+while a commit (the expensive part: a WAL flush) is shared by the whole batch.
+
+Several writers work at once, each with its own queue. A webhook goes to the
+writer its training hashes to, so one training's webhooks are applied by one
+writer, in the order they arrived, and writers never wait for each other's row
+locks (which would make them take turns); batches also lock trainings in id order,
+so even a report reaching two writers cannot make them wait in a cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+
+from ..logs import get_logger
+from ..store.pool import DATABASE_UNAVAILABLE
+from ..store.trainings import Outcome, Policy
+from ..store.transitions import Item, WriteConflict, apply_reports
+
+log = get_logger()
+
+MAX_BATCH = 128
+# Tries of the lock-free write before falling back to row locks.
+OPTIMISTIC_ATTEMPTS = 3
+
+_Waiting = tuple[Item, "asyncio.Future[Outcome]"]
+
+
+class WebhookIngestor:
+    def __init__(self, pool: asyncpg.Pool, policy: Policy, *, writers: int) -> None:
+        self.pool = pool
+        self.policy = policy
+        self._queues: list[asyncio.Queue[_Waiting]] = [
+            asyncio.Queue() for _ in range(writers)
+        ]
+        self._writers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._writers = [
+            asyncio.create_task(self._write_batches(queue), name=f"webhook-writer-{n}")
+            for n, queue in enumerate(self._queues)
+        ]
+
+    async def stop(self) -> None:
+        """Called once no request is in flight, so nothing is left waiting."""
+        for task in self._writers:
+            task.cancel()
+        for task in self._writers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def apply(self, item: Item) -> Outcome:
+        """Apply one report; returns once it is committed with its batch."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        key = item.report.replicate_id or item.training_id or item.report.webhook_id
+        self._queues[hash(key) % len(self._queues)].put_nowait((item, done))
+        return await done
+
+    async def _write_batches(self, queue: asyncio.Queue[_Waiting]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            outcomes = await self._apply([item for item, _ in batch])
+        except DATABASE_UNAVAILABLE as exc:
+            # Every request of the batch answers 503; the sender retries.
+            for _, done in batch:
+                _fail(done, exc)
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("webhook_batch_failed")
+                _fail(batch[0][1], RuntimeError("webhook could not be recorded"))
+                return
+            # Something in the batch is at fault; find it by writing each alone,
+            # so one bad report cannot cost the others their answer.
+            log.warning("webhook_batch_retried_alone", size=len(batch))
+            for waiting in batch:
+                await self._write([waiting])
+            return
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            if not done.done():
+                done.set_result(outcome)
+
+    async def _apply(self, items: list[Item]) -> list[Outcome]:
+        """Read, then write in one statement (two round trips, one commit). A
+        conflict means another replica or code path changed a training between
+        the two; the batch is applied again, in the end under row locks."""
+        async with self.pool.acquire() as conn:
+            for _ in range(OPTIMISTIC_ATTEMPTS):
+                try:
+                    return await apply_reports(
+                        conn, items, policy=self.policy, lock=False
+                    )
+                except WriteConflict:
+                    log.info("webhook_batch_conflict", size=len(items))
+            async with conn.transaction():
+                return await apply_reports(conn, items, policy=self.policy)
+
+
+def _fail(done: asyncio.Future[Outcome], exc: BaseException) -> None:
+    # A request whose client went away has already given up waiting.
+    if not done.done():
+        done.set_exception(exc)
