@@ -30,6 +30,28 @@ SERVER_URL = os.environ.get(
 )
 
 
+def floor_directory() -> Path:
+    """Where the floor references live: FLOOR_DIR, else ../shared/bench beside
+    the repository, else the workplace's shared folder."""
+    candidates = [
+        Path(os.environ["FLOOR_DIR"]) if "FLOOR_DIR" in os.environ else None,
+        ROOT.parent / "shared" / "bench",
+        Path("/work/shared/bench"),
+    ]
+    for candidate in candidates:
+        if candidate is not None and (candidate / "reference_server.py").is_file():
+            return candidate
+    raise SystemExit("the floor references were not found; set FLOOR_DIR")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most memory the process has held resident so far (Linux's VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
