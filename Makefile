@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test lint format clean constraints
+.PHONY: run test lint format clean constraints bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -20,11 +20,26 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	@touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-bench: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[bench]'
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
+
 run: $(VENV)/.installed-run
 	$(BIN)/tuneyard dev
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest
+
+# Benchmarks beside the floor (docs/BENCHMARKS.md); wrk is Debian's package.
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { echo "installing wrk"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; \
+		else sudo apt-get install -y -q wrk; fi; }
+	$(BIN)/python bench/ingestion.py --rounds 3
+	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/submission.py
+	$(BIN)/python bench/versions_page.py
+	$(BIN)/python bench/report.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -40,7 +55,7 @@ clean:
 # Re-pin every dependency to what a fresh install resolves today.
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.venv-pin/bin/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	{ echo "# Exact versions for repeatable installs (make and the Dockerfile use it with -c)."; \
 	  echo "# Regenerate after changing dependencies: make constraints"; \
 	  .venv-pin/bin/pip freeze --exclude-editable --disable-pip-version-check; } > constraints.txt

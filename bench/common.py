@@ -90,6 +90,22 @@ class BenchDatabase:
         )
         return self
 
+    def create_token(self, caller: str) -> str:
+        """A caller's API token, made the way an operator makes one."""
+        created = subprocess.run(
+            [sys.executable, "-m", "service", "tokens", "create", caller],
+            env={
+                **os.environ,
+                "DATABASE_URL": self.url,
+                "TUNEYARD_LOG_LEVEL": "warning",
+            },
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        return created.stdout.strip().splitlines()[-1]
+
     async def __aexit__(self, *exc: object) -> None:
         conn = await asyncpg.connect(SERVER_URL)
         try:

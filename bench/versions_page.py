@@ -47,6 +47,7 @@ async def deep_cursor(http: aiohttp.ClientSession, first_page: str, hops: int) -
     url = first_page
     for _ in range(hops):
         async with http.get(url) as response:
+            assert response.status == 200, await response.text()
             url = (await response.json())["next"]
     return url
 
@@ -93,7 +94,11 @@ async def main(large: int, requests: int) -> dict:
                 f"{time.perf_counter() - started:.1f}s"
             )
         results["plan_large"] = await plan(db.url, "large")
-        async with ServiceProcess(db.url) as service, aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {db.create_token('bench')}"}
+        async with (
+            ServiceProcess(db.url) as service,
+            aiohttp.ClientSession(headers=headers) as http,
+        ):
             for name, count in sizes.items():
                 first = f"{service.url}/v1/destinations/acme/{name}/versions?limit=50"
                 # Halfway into the small one; ten pages in for the large one,
