@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -173,6 +179,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name or *.domain")
         return value.lower()
 
+    @model_validator(mode="after")
+    def _writers_leave_connections(self) -> Settings:
+        # Each writer holds a pooled connection for its batch; with none left
+        # over, the API and the workers would queue behind the webhooks.
+        if self.webhook_writers >= self.db_pool_size:
+            raise ValueError(
+                f"TUNEYARD_WEBHOOK_WRITERS ({self.webhook_writers}) must be below "
+                f"TUNEYARD_DB_POOL_SIZE ({self.db_pool_size}), which the writers share "
+                "with the API and the workers"
+            )
+        return self
+
     @property
     def webhook_secrets(self) -> list[str]:
         """The secrets that verify Replicate's webhooks."""
@@ -240,7 +258,8 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
-        variable = ".".join(str(part) for part in error["loc"]) or "settings"
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{variable}: {message}")
+        variable = ".".join(str(part) for part in error["loc"])
+        # A check across settings names its variables in the message itself.
+        lines.append(f"{variable}: {message}" if variable else message)
     return "\n".join(lines)
