@@ -123,9 +123,14 @@ def decode_cursor(request: web.Request) -> str | None:
         return None
     try:
         padded = (raw + "=" * (-len(raw) % 4)).encode()
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        position = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError):
         raise InvalidRequest("cursor is not one this API gave out") from None
+    # Every position this API gives out is printable; a NUL byte, for one,
+    # could not even be sent to PostgreSQL as text.
+    if not position.isprintable():
+        raise InvalidRequest("cursor is not one this API gave out")
+    return position
 
 
 def next_link(request: web.Request, position: str | None) -> str | None:

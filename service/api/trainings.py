@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .. import trainings
 from ..config import Settings
+from ..domain.ids import is_training_id
 from ..domain.names import MODEL_PATTERN, VERSION_PATTERN, parse_model, parse_version
 from ..domain.status import Status
 from ..domain.views import TrainingResource
@@ -213,6 +214,8 @@ async def list_trainings(request: web.Request) -> web.Response:
         caller.require(where.destination.owner)
     limit = requests.query_int(request, "limit", 50, 1, 100)
     before = requests.decode_cursor(request)
+    if before is not None and not is_training_id(before):
+        raise InvalidRequest("cursor is not one this API gave out")
 
     async with request.app[POOL].acquire() as conn:
         records = await store.page(conn, where, before=before, limit=limit + 1)

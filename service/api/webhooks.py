@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics
+from ..domain.ids import is_training_id
 from ..domain.text import first_unstorable, scrub
 from ..errors import InvalidRequest, Unavailable
 from ..replicate.models import Training
@@ -32,9 +33,6 @@ class WebhookReceipt(BaseModel):
     received: bool
     duplicate: bool
     known: bool
-
-
-_TRAINING_ID = re.compile(r"^trn_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 @routes.post("/webhooks/replicate")
@@ -81,7 +79,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         metrics.WEBHOOKS_REJECTED.labels("bad_body").inc()
         raise
     training_id = request.query.get("training_id")
-    if training_id is not None and not _TRAINING_ID.match(training_id):
+    if training_id is not None and not is_training_id(training_id):
         training_id = None
 
     outcome = await request.app[INGESTOR].apply(

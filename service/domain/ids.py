@@ -7,6 +7,7 @@ an index scan on the primary key and a page cursor a plain id.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 # Crockford's base32: no I, L, O or U, so ids survive being read aloud or retyped.
@@ -26,3 +27,11 @@ def ulid(now_ms: int | None = None) -> str:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{ulid()}"
+
+
+_TRAINING_ID = re.compile(rf"trn_[{_ALPHABET}]{{26}}")
+
+
+def is_training_id(value: str) -> bool:
+    """Whether `value` has the shape of an id new_id("trn") makes."""
+    return _TRAINING_ID.fullmatch(value) is not None

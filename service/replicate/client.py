@@ -6,9 +6,12 @@ does; `_call` paces, retries and turns answers into objects or typed errors;
 
 Retries cover 429, 5xx and lost connections, waiting as Replicate asks
 (`Retry-After`, else `ratelimit-reset`, else exponential backoff with jitter).
-A training create is the exception: Replicate has no idempotency key, so a create
-whose answer was lost is never sent again here; it raises CreateOutcomeUnknown and
-the submitter settles what happened first.
+A training create is the exception: it is made in one attempt, and never
+repeated here. Replicate has no idempotency key, so a create whose answer was lost
+raises CreateOutcomeUnknown and the submitter settles what happened first. Even a
+create that certainly did not arrive (429, no connection) goes back to the
+submitter, because only its claim on the training says whether it may still
+send one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +46,9 @@ from .ratelimit import Kind, RateLimiter
 log = get_logger()
 
 T = TypeVar("T", bound=ReplicateObject)
+
+# What `_call` answers when `before_send` declined to send.
+_NOT_SENT = object()
 
 # Webhook events Tuneyard asks for: `start` settles a create whose answer was lost
 # within seconds, `completed` ends the training. Output and log events would only
@@ -160,8 +166,15 @@ class ReplicateClient:
         training_input: dict[str, Any],
         *,
         webhook: str | None,
-    ) -> Training:
-        """Start a training. Never retried once it may have reached Replicate."""
+        before_send: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Training | None:
+        """Start a training, in a single attempt.
+
+        `before_send` runs once the pace of creates allows this one, right before
+        it is sent, so that what it commits (the submitter's mark that a create
+        is going out) is not followed by a long wait. If it answers False,
+        nothing is sent and the result is None.
+        """
         payload: dict[str, Any] = {
             "destination": str(destination),
             "input": training_input,
@@ -180,8 +193,9 @@ class ReplicateClient:
             kind=Kind.CREATE,
             idempotent=False,
             endpoint="trainings.create",
+            before_send=before_send,
         )
-        return Training.model_validate(body)
+        return None if body is _NOT_SENT else Training.model_validate(body)
 
     async def get_training(self, training_id: str) -> Training:
         body = await self._call(
@@ -231,12 +245,16 @@ class ReplicateClient:
         kind: Kind = Kind.READ,
         idempotent: bool = True,
         endpoint: str,
+        before_send: Callable[[], Awaitable[bool]] | None = None,
     ) -> Any:
         url = self._url(path_or_url)
+        attempts = self._retry.attempts if idempotent else 1
         attempt = 0
         while True:
             attempt += 1
             await self._limiter.acquire(kind)
+            if before_send is not None and not await before_send():
+                return _NOT_SENT
             try:
                 answer = await self._send_once(method, url, payload, endpoint)
             except aiohttp.ClientConnectorError as exc:
@@ -260,8 +278,8 @@ class ReplicateClient:
                     return answer.body
                 retry_after = _retry_after(answer.headers)
                 if answer.status == 429:
-                    # A throttled request was not processed, so even a create may
-                    # be sent again; everything else waits as long as Replicate asks.
+                    # A throttled request was not processed. Every request of this
+                    # kind waits as long as Replicate asks.
                     self._limiter.pause(kind, retry_after or self._retry.backoff(1))
                     failure = ReplicateUnavailable(
                         describe(429, answer.body),
@@ -285,7 +303,7 @@ class ReplicateClient:
                 else:
                     raise refused(answer.status, answer.body)
 
-            if attempt >= self._retry.attempts:
+            if attempt >= attempts:
                 raise failure
             delay = failure.retry_after or self._retry.backoff(attempt)
             delay = min(delay, self._retry.max_delay)

@@ -350,7 +350,8 @@ SELECT min(next_attempt_at) FROM trainings WHERE status = ANY($1)
 
 MARK_CREATE_SENT = """
 UPDATE trainings
-SET create_sent_at = now(), attempts = attempts + 1, updated_at = now()
+SET create_sent_at = now(), attempts = attempts + 1, updated_at = now(),
+    next_attempt_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND claim_token = $2 AND status = 'queued'
   AND replicate_id IS NULL AND cancel_requested_at IS NULL
 RETURNING create_sent_at
@@ -391,11 +392,16 @@ async def next_due(conn: asyncpg.Connection, queue: Queue) -> datetime | None:
 
 
 async def mark_create_sent(
-    conn: asyncpg.Connection, training_id: str, token: uuid.UUID
+    conn: asyncpg.Connection, training_id: str, token: uuid.UUID, *, lease: float
 ) -> bool:
     """Commit that a create is about to be sent; False if the claim was lost or
-    the training was cancelled meanwhile, in which case nothing may be sent."""
-    return await conn.fetchval(MARK_CREATE_SENT, training_id, token) is not None
+    the training was cancelled meanwhile, in which case nothing may be sent.
+
+    The claim is renewed for `lease` seconds, which must outlast the create's
+    timeout: no other worker may take the training up while the create is out.
+    """
+    row = await conn.fetchval(MARK_CREATE_SENT, training_id, token, lease)
+    return row is not None
 
 
 async def reschedule(

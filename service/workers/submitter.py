@@ -7,7 +7,9 @@ For each claimed training:
    another create be sent, so one training never becomes two paid ones.
 2. The destination model is made to exist (destinations.ensure), once per
    destination.
-3. The create is marked as sent, committed, and only then sent.
+3. Once the pace of creates allows it, the create is marked as sent under the
+   worker's claim, committed, and sent at once, in one attempt. A worker whose
+   claim has lapsed (another took the training up) sends nothing.
 Transient failures are retried with backoff; Replicate refusing the request fails
 the training with Replicate's own message.
 """
@@ -73,9 +75,10 @@ class Submitter(TrainingWorker):
         self.client = client
         self.settings = settings
         # A claim outlasts a create's timeout, so a crashed replica's trainings are
-        # taken up within a couple of minutes. An attempt that runs longer (slow
-        # retries) may overlap another worker's, which the claim token and the
-        # status checks in the queries make harmless.
+        # taken up within a couple of minutes. Marking a create sent renews it,
+        # so no other worker takes the training up while a create is out. Other
+        # steps that run longer (slow retries of reads) may overlap another
+        # worker's, which the claim token and the status checks make harmless.
         self._lease = settings.replicate_timeout * 3
         self.policy = Policy.from_settings(settings)
 
@@ -194,16 +197,23 @@ class Submitter(TrainingWorker):
         return min(free, key=lambda t: t.created_at or "")
 
     async def _create(self, record: TrainingRecord) -> None:
-        async with self.pool.acquire() as conn:
-            if not await store.mark_create_sent(conn, record.id, self.token):
-                log.info("training_claim_lost")
-                return
+        async def mark_sent() -> bool:
+            # Marked only once the create's turn has come: waiting for the pace
+            # (a throttled account waits minutes) after the mark would let the
+            # claim lapse with the create still to go, and another worker,
+            # finding it absent on Replicate, would send a second one.
+            async with self.pool.acquire() as conn:
+                return await store.mark_create_sent(
+                    conn, record.id, self.token, lease=self.lease
+                )
+
         try:
             training = await self.client.create_training(
                 parse_version(record.trainer),
                 record.destination,
                 record.input,
                 webhook=self.settings.webhook_url(record.id),
+                before_send=mark_sent,
             )
         except CreateOutcomeUnknown as exc:
             log.warning("training_create_unanswered", error=exc.detail)
@@ -226,6 +236,9 @@ class Submitter(TrainingWorker):
             return
         except ReplicateRefused as exc:
             await self._fail(record, exc.detail)
+            return
+        if training is None:
+            log.info("training_claim_lost")
             return
 
         log.info("training_submitted", replicate_id=training.id)

@@ -20,7 +20,7 @@ from service.replicate.errors import (
     ReplicateUnauthorized,
     ReplicateUnavailable,
 )
-from service.replicate.ratelimit import RateLimiter
+from service.replicate.ratelimit import Kind, RateLimiter
 from service.simulator.trainers import (
     FLUX_DEV_LORA_TRAINER,
     FLUX_DEV_LORA_TRAINER_VERSION,
@@ -249,7 +249,50 @@ async def test_create_whose_answer_is_lost_is_an_unknown_outcome(
     assert len(await simulator.trainings()) == 1
 
 
-async def test_create_is_retried_when_nothing_was_connected(
+async def test_throttled_create_is_handed_back_after_one_attempt(
+    client: ReplicateClient, simulator: Simulator
+) -> None:
+    # The submitter, not the client, decides whether this create may still be
+    # sent; its claim on the training may lapse during a Retry-After wait.
+    await client.create_model(FACES, visibility="private", hardware="cpu")
+    await simulator.set_faults(throttle_storm=True)
+
+    with pytest.raises(ReplicateUnavailable) as raised:
+        await client.create_training(TRAINER, FACES, INPUT, webhook=None)
+
+    assert (raised.value.http_status, raised.value.retry_after) == (429, 1)
+    assert (await simulator.stats())["storm_throttled"] == 1
+    assert await simulator.trainings() == []
+
+
+async def test_create_is_sent_only_once_its_turn_has_come_and_the_caller_agrees(
+    session: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    limiter = RateLimiter(60_000, 60_000)
+    client = ReplicateClient(
+        session, simulator.url, SecretStr(simulator.token), limiter=limiter
+    )
+    await client.create_model(FACES, visibility="private", hardware="cpu")
+    loop = asyncio.get_running_loop()
+    asked_at: list[float] = []
+
+    async def decline() -> bool:
+        asked_at.append(loop.time())
+        return False
+
+    started = loop.time()
+    limiter.pause(Kind.CREATE, 0.5)
+    declined = await client.create_training(
+        TRAINER, FACES, INPUT, webhook=None, before_send=decline
+    )
+
+    assert declined is None
+    assert len(asked_at) == 1
+    assert asked_at[0] - started >= 0.45
+    assert await simulator.trainings() == []
+
+
+async def test_create_that_never_connected_is_unavailable(
     session: aiohttp.ClientSession, simulator: Simulator
 ) -> None:
     nowhere = ReplicateClient(

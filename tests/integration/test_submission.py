@@ -4,18 +4,25 @@ simulator; the app runs in-process on a real port that the simulator calls back.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from service import destinations
 from service.domain.names import ModelRef
+from service.replicate.client import ReplicateClient
+from service.replicate.ratelimit import Kind, RateLimiter
 from service.resources import REPLICATE, SETTINGS
 from service.simulator.trainers import (
     FLUX_DEV_LORA_TRAINER,
     FLUX_DEV_LORA_TRAINER_VERSION,
 )
+from service.store import trainings as store
+from service.workers.submitter import Submitter
 
 from ..support.simulator import Simulator, wait_until
 from .conftest import LiveApp
@@ -175,3 +182,56 @@ async def test_transient_failures_are_retried_until_the_training_is_submitted(
     assert waiting["status"] == "queued"
     assert done["attempts"] >= 1
     assert len(await simulator.trainings()) == 1
+
+
+async def test_worker_whose_claim_lapsed_while_it_waited_to_create_sends_nothing(
+    live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool, clean_database: str
+) -> None:
+    # Replicate throttles the account: this worker waits its turn for minutes,
+    # its claim lapses and another worker takes the training up. Had it marked
+    # the create sent before waiting, the other worker could find the create
+    # absent on Replicate and send its own, and then this one would send a
+    # second.
+    client = await live_app(TUNEYARD_WORKERS="false")
+    settings = client.server.app[SETTINGS]
+    created = await submit(client)
+    limiter = RateLimiter(60_000, 60_000)
+    async with aiohttp.ClientSession() as session:
+        replicate = ReplicateClient(
+            session, simulator.url, SecretStr(simulator.token), limiter=limiter
+        )
+        await destinations.ensure(pool, replicate, settings, ModelRef("local", "faces"))
+        submitter = Submitter(pool, clean_database, replicate, settings)
+        async with pool.acquire() as conn:
+            [record] = await store.claim(
+                conn, store.Queue.QUEUED, 1, submitter.lease, submitter.token
+            )
+        limiter.pause(Kind.CREATE, 3.0)
+        handling = asyncio.create_task(submitter.handle(record))
+        await asyncio.sleep(0.3)
+        await pool.execute(
+            "UPDATE trainings SET claim_token = gen_random_uuid() WHERE id = $1",
+            created["id"],
+        )
+        await handling
+
+    row = await pool.fetchrow(
+        "SELECT status, create_sent_at FROM trainings WHERE id = $1", created["id"]
+    )
+    assert (row["status"], row["create_sent_at"]) == ("queued", None)
+    assert await simulator.trainings() == []
+
+
+async def test_marking_a_create_sent_renews_the_claim_for_the_create(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    created = await submit(client)
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    async with pool.acquire() as conn:
+        await store.claim(conn, store.Queue.QUEUED, 1, 0.05, mine)
+        await asyncio.sleep(0.1)  # the claim's lease has run out
+        assert await store.mark_create_sent(conn, created["id"], mine, lease=60)
+
+        taken = await store.claim(conn, store.Queue.QUEUED, 1, 60, other)
+
+    assert taken == []

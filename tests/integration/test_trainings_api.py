@@ -236,6 +236,8 @@ async def test_list_filters_by_status_destination_and_metadata(
         "limit=101",
         "limit=x",
         "cursor=%%%",
+        "cursor=ADBz",  # a NUL byte, once decoded
+        "cursor=dHJuX25vdC1hbi1pZA",  # "trn_not-an-id"
     ],
 )
 async def test_bad_list_parameters_are_a_400_problem(
