@@ -86,7 +86,7 @@ def scenario(request: pytest.FixtureRequest) -> ScenarioResult:
     number, title, meaning = marker.args
     doc = request.function.__doc__ or ""
     result = ScenarioResult(
-        number, title, promise=" ".join(doc.split()), meaning=meaning
+        str(number), title, promise=" ".join(doc.split()), meaning=meaning
     )
     request.node.chaos_result = result
     return result

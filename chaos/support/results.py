@@ -31,7 +31,8 @@ KNOWN_BUG = "known bug"
 class ScenarioResult:
     """One row of the report, and the details under it."""
 
-    number: int
+    # "5", or "2a" and "2b" for the parts of one scenario of the brief.
+    number: str
     title: str
     promise: str
     meaning: str
@@ -82,7 +83,7 @@ def read(path: Path = RESULTS_FILE) -> tuple[dict[str, Any], list[ScenarioResult
     """The run's information (merged over its entries) and each scenario's
     latest result, in scenario order."""
     run: dict[str, Any] = {}
-    scenarios: dict[int, ScenarioResult] = {}
+    scenarios: dict[str, ScenarioResult] = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         if "run" in entry:
@@ -90,4 +91,9 @@ def read(path: Path = RESULTS_FILE) -> tuple[dict[str, Any], list[ScenarioResult
         if "scenario" in entry:
             result = ScenarioResult(**entry["scenario"])
             scenarios[result.number] = result
-    return run, [scenarios[n] for n in sorted(scenarios)]
+    return run, [scenarios[n] for n in sorted(scenarios, key=_order)]
+
+
+def _order(number: str) -> tuple[int, str]:
+    digits = "".join(c for c in number if c.isdigit())
+    return int(digits or 0), number

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -79,9 +80,14 @@ class Webhook:
     webhook_id: str
     body: bytes
 
-    def signed(self, secret: str) -> tuple[bytes, dict[str, str]]:
-        """Headers for one delivery, signed now, as Replicate signs each resend."""
-        return signed_webhook(secret, self.body, webhook_id=self.webhook_id)
+    def signed(
+        self, secret: str, when: datetime | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Headers for one delivery, signed now (or `when`), as Replicate signs
+        each resend."""
+        return signed_webhook(
+            secret, self.body, webhook_id=self.webhook_id, timestamp=when
+        )
 
     @classmethod
     def of(cls, body: dict[str, Any] | bytes) -> Webhook:
