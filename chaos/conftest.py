@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tests.support import databases
 from tests.support.processes import create_token, free_port
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tests.support.simulator import WebhookReceiver, wait_until
 from tests.support.webhooks import signed_webhook
 

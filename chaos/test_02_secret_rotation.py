@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
+
 from tests.support.processes import TuneyardProcess
 from tests.support.simulator import WebhookReceiver, wait_until
 

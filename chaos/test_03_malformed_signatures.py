@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+
 from tests.support.webhooks import signed_webhook
 
 from .conftest import DeploymentFactory, SimulatorFactory

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.processes import TuneyardProcess
 
 from .conftest import DeploymentFactory, SimulatorFactory

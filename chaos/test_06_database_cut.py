@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tests.support import databases
 from tests.support.processes import TuneyardProcess
 from tests.support.proxy import DatabaseProxy
