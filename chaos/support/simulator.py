@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
 from service.webhooks.sign import new_webhook_secret
 from tests.support.processes import TuneyardProcess, free_port
 from tests.support.simulator import wait_until

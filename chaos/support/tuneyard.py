@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
+
 from service.domain.ids import new_id
 from service.domain.names import ModelRef
 from service.replicate.models import Training

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+
 from tests.support.webhooks import signed_webhook
 
 from .tuneyard import training_input
