@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test lint format clean constraints
+.PHONY: run test chaos lint format clean constraints
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -25,6 +25,11 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest
+
+# The chaos suite (chaos/): Tuneyard's promises under injected faults, on a
+# PostgreSQL cluster of its own; rewrites docs/RELIABILITY.md. About 10 minutes.
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m chaos
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -87,7 +87,11 @@ def scenario(request: pytest.FixtureRequest) -> ScenarioResult:
     number, title, meaning = marker.args
     doc = request.function.__doc__ or ""
     result = ScenarioResult(
-        str(number), title, promise=" ".join(doc.split()), meaning=meaning
+        str(number),
+        title,
+        promise=" ".join(doc.split()),
+        meaning=meaning,
+        test=request.node.nodeid,
     )
     request.node.chaos_result = result
     return result

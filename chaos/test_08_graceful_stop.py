@@ -28,9 +28,6 @@ DESTINATIONS = [f"local/sigterm-{i}" for i in range(4)]
 # Requests count as in flight at the SIGTERM once every client has been waiting
 # this long on its request (the database held, so none can finish).
 IN_FLIGHT_FOR = 0.5
-# How long the database stays held after the SIGTERM: requests in flight must
-# outlast the start of the shutdown, well within TUNEYARD_SHUTDOWN_TIMEOUT.
-HELD_AFTER_SIGTERM = 1.5
 SHUTDOWN_TIMEOUT = 10
 
 
@@ -137,7 +134,15 @@ async def test_sigterm_answers_requests_in_flight_and_exits_zero(
         )
         replica.signal(signal.SIGTERM)
         sigterm_at = time.monotonic()
-        await asyncio.sleep(HELD_AFTER_SIGTERM)
+        # The database is released only once the replica is shutting down and
+        # has closed its port, with every client's request still in its hands.
+        await wait_until(
+            lambda: _shutting_down(replica),
+            timeout=SHUTDOWN_TIMEOUT,
+            message="the replica began its shutdown and closed its port",
+        )
+        closed_after = time.monotonic() - sigterm_at
+        assert all(c.waiting_since is not None for c in clients)
         proxy.release()
         code = await replica.wait(timeout=SHUTDOWN_TIMEOUT + 20)
         exited_after = time.monotonic() - sigterm_at
@@ -178,8 +183,8 @@ async def test_sigterm_answers_requests_in_flight_and_exits_zero(
     scenario.done = (
         f"{SUBMITTERS} clients submitting trainings and {WEBHOOK_SENDERS} sending "
         "webhooks to one replica, back to back; its database held until every "
-        f"client had a request in flight, then SIGTERM, the database released "
-        f"{HELD_AFTER_SIGTERM} s later; a second replica started afterwards to "
+        "client had a request in flight, then SIGTERM, the database released once "
+        "the replica had closed its port; a second replica started afterwards to "
         "run what was accepted"
     )
     scenario.sent = len(calls)
@@ -192,9 +197,21 @@ async def test_sigterm_answers_requests_in_flight_and_exits_zero(
         in_flight_answered=dict(Counter(str(c.status or c.error) for c in in_flight)),
         after_sigterm=dict(Counter(str(c.error) for c in after)),
         exit_code=code,
+        sigterm_to_port_closed_s=round(closed_after, 2),
         sigterm_to_exit_s=round(exited_after, 2),
         creates_left_unsettled=0,
     )
+
+
+async def _shutting_down(replica: TuneyardProcess) -> bool:
+    if "shutdown_started" not in {e["event"] for e in replica.events()}:
+        return False
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", replica.port)
+    except OSError:
+        return True
+    writer.close()
+    return False
 
 
 def _senders(

@@ -34,7 +34,8 @@ def settle(
     if not failing:
         return
     scenario.bugs = [
-        f"{case} ({what} in this run): {known[case]}" for case, what in failing.items()
+        {"case": case, "this_run": what, "write_up": known[case]}
+        for case, what in failing.items()
     ]
     scenario.outcome = KNOWN_BUG
     pytest.xfail(f"known service bugs reproduce: {sorted(failing)}")

@@ -36,6 +36,8 @@ class ScenarioResult:
     title: str
     promise: str
     meaning: str
+    # The pytest node id, to run the scenario alone.
+    test: str = ""
     done: str = ""
     sent: int | None = None
     acknowledged: int | None = None
@@ -44,7 +46,8 @@ class ScenarioResult:
     duplicates: int | None = None
     recovery_s: float | None = None
     measured: dict[str, Any] = field(default_factory=dict)
-    bugs: list[str] = field(default_factory=list)
+    # Known service bugs that reproduced: case, this_run, write_up.
+    bugs: list[dict[str, str]] = field(default_factory=list)
     outcome: str = FAILED
     failure: str = ""
     duration_s: float = 0.0
