@@ -17,6 +17,7 @@ from tests.support.webhooks import signed_webhook
 
 from .conftest import DeploymentFactory, SimulatorFactory
 from .support import bugs
+from .support.bugs import Bug
 from .support.results import ScenarioResult
 from .support.tuneyard import Records
 from .support.webhooks import RawAnswer, raw_request, replicate_id
@@ -29,26 +30,36 @@ BODY = json.dumps({"id": replicate_id(), "status": "processing"}).encode()
 PATH = "/webhooks/replicate"
 
 # Known failures of the promise, each written up for the lead (see support.bugs).
-INVALID_UTF8_ID = (
-    "a webhook-id that is not valid UTF-8 is answered 500: aiohttp decodes header "
-    "bytes with surrogateescape, and WebhookVerifier.verify encodes "
-    "f'{webhook_id}.{timestamp}.' with .encode(), which raises "
-    "UnicodeEncodeError (service/webhooks/verify.py, the `signed = ...` line); "
-    "it should be a 400 problem"
+INVALID_UTF8_ID = Bug(
+    "medium",
+    "a webhook-id that is not valid UTF-8 is answered 500, not 400",
+    "aiohttp decodes header bytes with surrogateescape, and WebhookVerifier.verify "
+    "(service/webhooks/verify.py) builds the signed content with "
+    "f'{webhook_id}.{raw_timestamp}.'.encode(), which raises UnicodeEncodeError "
+    "on the escaped bytes: an unhandled_error and a 500. Expected: a 400 "
+    "webhook-rejected problem (e.g. refuse a header value that does not encode)",
 )
-UNICODE_DIGITS = (
-    "verify() checks webhook-timestamp with str.isdigit(), which is true for any "
-    "Unicode digit: superscripts ('¹⁷⁰⁰') then fail in int() with ValueError, "
-    "answered 500; Arabic-Indic digits pass int() and a correctly signed webhook "
-    "timestamped with them is accepted 200 although Standard Webhooks' timestamp "
-    "is ASCII integer seconds. Both should be a 400 problem: accept ASCII digits "
-    "only (raw.isascii() and raw.isdigit()) in service/webhooks/verify.py"
+UNICODE_DIGITS = Bug(
+    "medium",
+    "a webhook-timestamp of non-ASCII digits is answered 500 (superscripts) or "
+    "accepted (Arabic-Indic digits), not refused 400",
+    "verify() (service/webhooks/verify.py) checks webhook-timestamp with "
+    "str.isdigit(), which is true for any Unicode digit: superscripts ('¹⁷⁰⁰') "
+    "then fail in int() with ValueError, an unhandled_error and a 500; "
+    "Arabic-Indic digits pass int(), so a correctly signed webhook timestamped "
+    "with them is accepted 200 although Standard Webhooks' timestamp is ASCII "
+    "integer seconds. Expected: a 400 problem for both; accept ASCII digits only "
+    "(raw.isascii() and raw.isdigit())",
 )
-PARSER_ANSWERS = (
-    "answered 400 text/plain by aiohttp's HTTP parser before the application "
-    "sees the request (a header line over 8190 bytes, a control character in a "
-    "value), so not application/problem+json as every other refusal; a 4xx, "
-    "never a 5xx, but the problem shape promised for every error is missing"
+PARSER_ANSWERS = Bug(
+    "low",
+    "a header line over 8190 bytes or with a control character is refused 400 "
+    "text/plain, not as a problem+json",
+    "aiohttp's HTTP parser answers these before the application sees the "
+    "request, with its own plain-text 400, so problem_details "
+    "(service/api/middleware.py) never shapes them. A 4xx, never a 5xx, but "
+    "unlike every other refusal it is not application/problem+json. Expected: "
+    "the problem shape, e.g. from a custom aiohttp request handler's error page",
 )
 KNOWN_BUGS = {
     "webhook-id: invalid UTF-8": INVALID_UTF8_ID,

@@ -7,14 +7,19 @@ import random
 import time
 from collections import Counter
 
+import aiohttp
 import pytest
+
+from tests.support.processes import TuneyardProcess
 
 from .conftest import DeploymentFactory, SimulatorFactory
 from .support import bugs
+from .support.bugs import Bug
 from .support.cluster import PrivateCluster
 from .support.results import ScenarioResult
 from .support.tuneyard import Records, seed_submitted
 from .support.webhooks import (
+    Delivery,
     Progress,
     Sender,
     Webhook,
@@ -34,18 +39,20 @@ RESTART_AFTER = WEBHOOKS // 4
 # Known failures of the promise, each written up for the lead (see support.bugs).
 ANSWERED_500 = "answered 500 while the database restarted"
 KNOWN_BUGS = {
-    ANSWERED_500: (
-        "some webhooks in flight when PostgreSQL ends their connection are answered "
-        "500, with an unhandled_error traceback, instead of 503 with "
-        "database_unavailable: in receive_webhook (service/api/webhooks.py), "
-        "leaving `async with pool.acquire() as conn, conn.transaction()` makes "
-        "asyncpg's pool reset the connection the server closed, which raises "
+    ANSWERED_500: Bug(
+        "low",
+        "a database restart answers some webhooks 500 with a bug's traceback, not 503",
+        "when PostgreSQL ends a connection in the middle of receive_webhook's "
+        "`async with pool.acquire() as conn, conn.transaction()` "
+        "(service/api/webhooks.py), leaving the block makes asyncpg's pool reset "
+        "the closed connection, which raises "
         "asyncpg.exceptions._base.InternalClientError ('cannot switch to state "
-        "15; another operation (2) is in progress'), and DATABASE_UNAVAILABLE "
-        "(service/store/pool.py) does not include it. Replicate retries a 500 as "
-        "it retries a 503, so nothing is lost, but each one fires the 'Server "
-        "errors' alert and logs a bug's traceback for what is an outage: it "
-        "should be a 503 problem with Retry-After"
+        "15; another operation (2) is in progress'); DATABASE_UNAVAILABLE "
+        "(service/store/pool.py) does not include it, so problem_details logs "
+        "unhandled_error and answers 500. Replicate retries a 500 as it retries "
+        "a 503, so nothing is lost, but each one fires the 'Server errors' alert "
+        "for what is an outage. Expected: a 503 problem with Retry-After and a "
+        "database_unavailable line",
     ),
 }
 
@@ -114,6 +121,12 @@ async def test_webhooks_survive_a_database_restart_mid_burst(
     tallies = await asyncio.gather(
         *(sender.deliver_all(webhooks[i::2]) for i, sender in enumerate(senders))
     )
+    if not restart.done():
+        restart.cancel()
+        raise AssertionError(
+            f"the burst ended after {progress.count} acknowledgements, before "
+            f"the restart due at {RESTART_AFTER}"
+        )
     issued, restarted = await restart
 
     deliveries = [d for tally in tallies for d in tally.deliveries]
@@ -157,7 +170,10 @@ async def test_webhooks_survive_a_database_restart_mid_burst(
     scenario.acknowledged = len(deliveries) - len(unacknowledged)
     scenario.kept = sum(recorded.values())
     scenario.duplicates = sum(n - 1 for n in recorded.values())
-    scenario.recovery_s = round(max(last_failure - issued, 0.0), 2)
+    scenario.recovered(
+        max(last_failure - issued, 0.0),
+        "from `pg_ctl restart` being issued to the last webhook answered 5xx",
+    )
     scenario.measure(
         attempts=sum(len(d.answers) for d in deliveries),
         failed_attempts=dict(answered),
@@ -175,7 +191,7 @@ async def test_webhooks_survive_a_database_restart_mid_burst(
     bugs.settle(scenario, KNOWN_BUGS, failing, intermittent=[ANSWERED_500])
 
 
-async def _explain(records: Records, ids: list[str], deliveries: list) -> str:
+async def _explain(records: Records, ids: list[str], deliveries: list[Delivery]) -> str:
     """What happened to the trainings that did not end as they should."""
     stuck = await records.fetch(
         "SELECT id, status, replicate_id FROM trainings "
@@ -203,9 +219,7 @@ async def _explain(records: Records, ids: list[str], deliveries: list) -> str:
     return "\n".join(lines)
 
 
-async def _ready(replicas: list) -> None:
-    import aiohttp
-
+async def _ready(replicas: list[TuneyardProcess]) -> None:
     async with aiohttp.ClientSession() as http:
         for replica in replicas:
             async with http.get(f"{replica.url}/readyz") as response:

@@ -25,6 +25,7 @@ from tests.support.simulator import wait_until
 
 from .conftest import DeploymentFactory, SimulatorFactory
 from .support import bugs
+from .support.bugs import Bug
 from .support.results import ScenarioResult
 from .support.tuneyard import Answer, Caller, Records
 from .support.webhooks import Webhook, training_body
@@ -48,28 +49,35 @@ EXPECTED = {
     "POST /webhooks/replicate": {503},
 }
 
-SILENT_HANGS = (
-    "while the network to PostgreSQL drops packets instead of refusing them, a "
-    "request that uses a pooled connection gets no answer until the network "
-    "comes back: no query has a timeout (service/store/pool.py create_pool sets "
-    "no command_timeout), so API calls, submissions and Replicate's webhooks hang "
-    "(the probes gave up after 10 s). /readyz hangs too at times although its "
-    "check runs under asyncio.timeout(READY_TIMEOUT=3) (service/api/health.py): "
-    "the timeout cannot end `async with pool.acquire()` and the query, because "
-    "asyncpg then waits, unbounded, on the same silent connection (reproduced "
-    "with asyncpg alone: a 3 s asyncio.timeout around acquire and SELECT 1 "
-    "returns only when the network does). So a replica in a partition keeps "
-    "taking traffic and holds every request for the length of the outage, where "
-    "a refused connection gets a 503 in milliseconds. Expected: 503 problems "
-    "within seconds and /readyz failing, e.g. with a command_timeout on the pool "
-    "and a readiness check that abandons (terminates) its connection on timeout"
+SILENT_HANGS = Bug(
+    "medium",
+    "while the network to PostgreSQL is silent, requests hang for the whole "
+    "outage instead of getting 503, and /readyz hangs at times",
+    "with packets dropped rather than refused, a request that uses a pooled "
+    "connection gets no answer until the network comes back: no query has a "
+    "timeout (create_pool in service/store/pool.py sets no command_timeout), so "
+    "API calls, submissions and Replicate's webhooks hang (the probes gave up "
+    "after 10 s). /readyz hangs too at times although its check runs under "
+    "asyncio.timeout(READY_TIMEOUT=3) (service/api/health.py): the timeout "
+    "cannot end `async with pool.acquire()` and its query, because asyncpg then "
+    "waits, unbounded, on the same silent connection (reproduced with asyncpg "
+    "alone: a 3 s asyncio.timeout around acquire and SELECT 1 returns only when "
+    "the network does). So a replica in a partition keeps taking traffic and "
+    "holds every request for the length of the outage, where a refused "
+    "connection gets a 503 in milliseconds. Expected: 503 problems within "
+    "seconds and /readyz failing, e.g. a command_timeout on the pool and a "
+    "readiness check that terminates its connection on timeout",
 )
 KNOWN_BUGS = {
-    "silent": {
-        name: SILENT_HANGS
-        for name in ("GET /readyz", "GET /v1/trainings/{id}", "POST /v1/trainings")
-    }
-    | {"POST /webhooks/replicate": SILENT_HANGS},
+    "silent": dict.fromkeys(
+        (
+            "GET /readyz",
+            "GET /v1/trainings/{id}",
+            "POST /v1/trainings",
+            "POST /webhooks/replicate",
+        ),
+        SILENT_HANGS,
+    ),
     "refusing": {},
 }
 
@@ -235,7 +243,9 @@ async def test_database_outage_answers_503_then_recovers_without_a_restart(
     scenario.kept = len(kept)
     scenario.created = len(made)
     scenario.duplicates = len(made) - len({t["id"] for t in made})
-    scenario.recovery_s = round(ready_after, 2)
+    scenario.recovered(
+        ready_after, "from the network's restore to both replicas' /readyz 200"
+    )
     scenario.measure(
         answers_during_outage={
             k: {("no answer" if s == NO_ANSWER else str(s)): n for s, n in v.items()}

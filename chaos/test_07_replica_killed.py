@@ -112,7 +112,9 @@ async def test_replica_killed_mid_flight_leaves_every_training_done_once(
     scenario.duplicates = (
         len(made) - TRAININGS + sum(len(v) - 1 for v in versions.values())
     )
-    scenario.recovery_s = round(recovery, 1)
+    scenario.recovered(
+        recovery, "from the SIGKILL to the last of the 500 trainings finished"
+    )
     scenario.measure(
         trainings_at_the_kill=dict(states),
         survivors_submission_outcomes=dict(outcomes),

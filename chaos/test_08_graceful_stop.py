@@ -29,6 +29,8 @@ DESTINATIONS = [f"local/sigterm-{i}" for i in range(4)]
 # this long on its request (the database held, so none can finish).
 IN_FLIGHT_FOR = 0.5
 SHUTDOWN_TIMEOUT = 10
+# Each client stops at the first request the replica does not answer, or here.
+MAX_CALLS = 2000
 
 
 @dataclass
@@ -51,9 +53,7 @@ class Client:
         self.waiting_since: float | None = None
 
     async def run(self, send) -> None:
-        n = 0
-        while True:
-            n += 1
+        for n in range(1, MAX_CALLS + 1):
             call = Call(self.kind, f"{self.kind}-{self.number}-{n}", time.monotonic())
             self.waiting_since = call.started
             try:
@@ -117,36 +117,41 @@ async def test_sigterm_answers_requests_in_flight_and_exits_zero(
     ) as http:
         send = _senders(http, replica, simulator.secret, seeded_rid)
         running = [asyncio.create_task(c.run(send[c.kind])) for c in clients]
-        await wait_until(
-            lambda: sum(len(c.calls) for c in clients) >= 100,
-            timeout=60,
-            message="the load is under way",
-        )
-        proxy.hold()
-        await wait_until(
-            lambda: all(
-                c.waiting_since is not None
-                and time.monotonic() - c.waiting_since > IN_FLIGHT_FOR
-                for c in clients
-            ),
-            timeout=30,
-            message="every client has a request in flight",
-        )
-        replica.signal(signal.SIGTERM)
-        sigterm_at = time.monotonic()
-        # The database is released only once the replica is shutting down and
-        # has closed its port, with every client's request still in its hands.
-        await wait_until(
-            lambda: _shutting_down(replica),
-            timeout=SHUTDOWN_TIMEOUT,
-            message="the replica began its shutdown and closed its port",
-        )
-        closed_after = time.monotonic() - sigterm_at
-        assert all(c.waiting_since is not None for c in clients)
-        proxy.release()
-        code = await replica.wait(timeout=SHUTDOWN_TIMEOUT + 20)
-        exited_after = time.monotonic() - sigterm_at
-        await asyncio.wait_for(asyncio.gather(*running), timeout=30)
+        try:
+            await wait_until(
+                lambda: sum(len(c.calls) for c in clients) >= 100,
+                timeout=60,
+                message="the load is under way",
+            )
+            proxy.hold()
+            await wait_until(
+                lambda: all(
+                    c.waiting_since is not None
+                    and time.monotonic() - c.waiting_since > IN_FLIGHT_FOR
+                    for c in clients
+                ),
+                timeout=30,
+                message="every client has a request in flight",
+            )
+            replica.signal(signal.SIGTERM)
+            sigterm_at = time.monotonic()
+            # The database is released only once the replica is shutting down and
+            # has closed its port, with every client's request still in its hands.
+            await wait_until(
+                lambda: _shutting_down(replica),
+                timeout=SHUTDOWN_TIMEOUT,
+                message="the replica began its shutdown and closed its port",
+            )
+            closed_after = time.monotonic() - sigterm_at
+            assert all(c.waiting_since is not None for c in clients)
+            proxy.release()
+            code = await replica.wait(timeout=SHUTDOWN_TIMEOUT + 20)
+            exited_after = time.monotonic() - sigterm_at
+            await asyncio.wait_for(asyncio.gather(*running), timeout=30)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     calls = [call for c in clients for call in c.calls]
     in_flight = [c for c in calls if c.started < sigterm_at < c.ended]

@@ -13,6 +13,7 @@ from tests.support.simulator import wait_until
 
 from .conftest import DeploymentFactory, SimulatorFactory
 from .support import bugs
+from .support.bugs import Bug
 from .support.results import ScenarioResult
 from .support.simulator import SimulatorProcess
 from .support.tuneyard import Caller, Records, metrics
@@ -34,7 +35,9 @@ DONE = {
 CREATED_TWICE = "trainings created twice on Replicate"
 KNOWN_BUGS = {
     "throttled": {
-        CREATED_TWICE: (
+        CREATED_TWICE: Bug(
+            "high",
+            "a 429 storm can make two paid Replicate trainings for one training",
             "a create answered 429 is retried inside ReplicateClient._call "
             "(service/replicate/client.py: up to 5 attempts, each after Retry-After "
             "capped at 30 s, behind the limiter's pause), so one create call can "
@@ -43,18 +46,18 @@ KNOWN_BUGS = {
             "finds its create unsettled (create_sent_at was set before the first "
             "attempt), cannot list Replicate while it throttles, and as soon as "
             "the throttling ends lists, does not find the training (the first "
-            "worker's retry has not gone out yet), logs training_create_absent and "
-            "sends its own create; the first worker's retry goes through too. Two "
-            "paid Replicate trainings for one Tuneyard training: the second is "
-            "logged training_second_replicate_id and its version lands on the "
-            "destination unrecorded. Seen here with 2 replicas, "
-            "TUNEYARD_REPLICATE_TIMEOUT=3 (lease 9 s), TUNEYARD_SETTLE_WINDOW=8 "
-            "and a 60 s storm; with the defaults (lease 90 s) a Retry-After chain "
-            "past 90 s does the same. Expected: a create is never sent by a worker "
-            "whose claim has lapsed, e.g. do not retry a throttled create inside "
-            "the client, reschedule it as absent (a 429 was not processed) and "
-            "mark the create sent again, under the claim token, right before each "
-            "attempt"
+            "worker's retry has not gone out yet), logs training_create_absent "
+            "and sends its own create; the first worker's retry goes through too. "
+            "The second Replicate training is logged training_second_replicate_id "
+            "and runs to the end: it is paid for, and its version lands on the "
+            "destination unrecorded. Seen with 2 replicas, "
+            "TUNEYARD_REPLICATE_TIMEOUT=3 (a lease of 9 s), "
+            "TUNEYARD_SETTLE_WINDOW=8 and a 60 s storm; with the defaults (a "
+            "lease of 90 s) a chain of Retry-After past 90 s does the same. "
+            "Expected: no create is ever sent by a worker whose claim has lapsed; "
+            "e.g. do not retry a throttled create inside the client, but "
+            "reschedule it as absent (a 429 was not processed), and mark the "
+            "create sent, under the claim token, right before each attempt",
         ),
     },
     "failing": {},
@@ -157,7 +160,9 @@ async def test_replicate_faults_delay_trainings_and_double_none(
     scenario.kept = len(ids)
     scenario.created = len(made) - len(warm)
     scenario.duplicates = len(extra)
-    scenario.recovery_s = round(recovery, 1)
+    scenario.recovered(
+        recovery, "from the fault's end to the last training submitted in it finished"
+    )
     scenario.measure(
         simulator_answered_429=stats["storm_throttled"] + stats["throttled"],
         simulator_answered_5xx=stats["errors_injected"],

@@ -12,20 +12,34 @@ write-ups in the report.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import asdict, dataclass
 
 import pytest
 
 from .results import KNOWN_BUG, ScenarioResult
 
 
+@dataclass(frozen=True)
+class Bug:
+    """One bug's write-up."""
+
+    # high: a promise about data or money breaks; medium: availability or a
+    # 5xx for bad input; low: the wrong shape or status of an answer.
+    severity: str
+    # What breaks, in a line, for an operator.
+    summary: str
+    # How it happens, where in the code, and what should happen instead.
+    details: str
+
+
 def settle(
     scenario: ScenarioResult,
-    known: dict[str, str],
+    known: dict[str, Bug],
     failing: dict[str, str],
     *,
     intermittent: Collection[str] = (),
 ) -> None:
-    """`known`: case → write-up. `failing`: case → what happened in this run.
+    """`known`: case → its bug. `failing`: case → what happened in this run.
     `intermittent`: known cases whose absence from one run proves nothing."""
     unexpected = {case: what for case, what in failing.items() if case not in known}
     assert not unexpected, f"failed beyond the known bugs: {unexpected}"
@@ -34,7 +48,7 @@ def settle(
     if not failing:
         return
     scenario.bugs = [
-        {"case": case, "this_run": what, "write_up": known[case]}
+        {"case": case, "this_run": what, **asdict(known[case])}
         for case, what in failing.items()
     ]
     scenario.outcome = KNOWN_BUG

@@ -43,8 +43,8 @@ What the columns count:
 - **On Replicate**: trainings the simulator has for the scenario's trainings.
 - **Duplicates**: anything doubled: a second event, version, callback or
   Replicate training for one thing. Anything but 0 breaks a promise.
-- **Recovery**: seconds from the end of the fault until the service was whole
-  again (what that means for each scenario is under its details).
+- **Recovery**: seconds until the service was whole again; what it is measured
+  from and to is under each scenario's details.
 """
 
 OUTCOME = {
@@ -54,8 +54,17 @@ OUTCOME = {
 }
 
 
+SEVERITIES = ("high", "medium", "low")
+
+
 def render(run: dict[str, Any], scenarios: list[ScenarioResult]) -> str:
-    parts = [PREAMBLE, _run(run, scenarios), _table(scenarios), COLUMNS]
+    parts = [
+        PREAMBLE,
+        _run(run, scenarios),
+        _in_short(scenarios),
+        _table(scenarios),
+        COLUMNS,
+    ]
     bugs = _bugs(scenarios)
     if bugs:
         parts.append(bugs)
@@ -95,6 +104,32 @@ commit `{machine.get("commit", "?")}`.
 """
 
 
+def _in_short(scenarios: list[ScenarioResult]) -> str:
+    holds = [r for r in scenarios if r.outcome == PASSED]
+    broken = [r for r in scenarios if r.outcome != PASSED]
+    lines = ["## In short, for an operator\n"]
+    if holds:
+        lines.append("What held in this run:\n")
+        lines += [f"- {r.meaning} ({r.number})" for r in holds]
+        lines.append("")
+    if broken:
+        lines.append("What does not hold yet:\n")
+        for r in broken:
+            summaries = sorted(
+                {(SEVERITIES.index(b["severity"]), b["summary"]) for b in r.bugs}
+            )
+            if not summaries:
+                lines.append(f"- {r.title} ({r.number}): failed, `{r.failure}`")
+            for _, summary in summaries:
+                lines.append(f"- {_capital(summary)} ({r.number}).")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _table(scenarios: list[ScenarioResult]) -> str:
     lines = [
         "## Outcomes\n",
@@ -124,22 +159,29 @@ def _bugs(scenarios: list[ScenarioResult]) -> str:
     found: dict[str, list[tuple[ScenarioResult, dict[str, str]]]] = {}
     for result in scenarios:
         for bug in result.bugs:
-            found.setdefault(bug["write_up"], []).append((result, bug))
+            found.setdefault(bug["details"], []).append((result, bug))
     if not found:
         return ""
     lines = [
         "## Service bugs found\n",
-        "Each scenario below checks everything else strictly; these cases are the "
-        "ones that break a promise today. They are reported, not worked around: "
-        "the scenario stays marked failing until the service is fixed, and the "
-        "suite tells when a listed case stops failing.\n",
+        "Each scenario checks everything else strictly; these cases are the ones "
+        "that break a promise today. They are reported, not worked around: the "
+        "scenario stays marked failing until the service is fixed, and the suite "
+        "says when a listed case stops failing. Most severe first.\n",
     ]
-    for n, (write_up, cases) in enumerate(found.items(), start=1):
-        result = cases[0][0]
-        names = "; ".join(f"{bug['case']} ({bug['this_run']})" for _, bug in cases)
-        lines.append(f"{n}. **Scenario {result.number}, {result.title}.** {names}.")
-        lines.append(f"   {write_up}.")
-        lines.append(f"   Reproduce: `.venv/bin/python -m chaos {_select(result)}`.\n")
+    ordered = sorted(
+        found.values(), key=lambda cases: SEVERITIES.index(cases[0][1]["severity"])
+    )
+    for n, cases in enumerate(ordered, start=1):
+        result, bug = cases[0]
+        seen = "; ".join(f"{b['case']} ({b['this_run']})" for _, b in cases)
+        lines.append(f"{n}. **{_capital(bug['summary'])}** ({bug['severity']})")
+        lines.append(f"   - Found by: scenario {result.number}, {result.title}.")
+        lines.append(f"   - In this run: {seen}.")
+        lines.append(f"   - Why: {bug['details']}.")
+        lines.append(
+            f"   - Reproduce: `.venv/bin/python -m chaos {_select(result)}`.\n"
+        )
     return "\n".join(lines)
 
 
@@ -150,6 +192,8 @@ def _details(scenarios: list[ScenarioResult]) -> str:
         lines.append(f"**Promise tested.** {r.promise}\n")
         lines.append(f"**For an operator.** {r.meaning}\n")
         lines.append(f"**Done.** {r.done}.\n")
+        if r.recovery_s is not None:
+            lines.append(f"**Recovery.** {r.recovery_s:g} s, {r.recovery_meaning}.\n")
         if r.measured:
             lines.append("**Measured.**\n")
             for name, value in r.measured.items():
@@ -158,7 +202,7 @@ def _details(scenarios: list[ScenarioResult]) -> str:
         outcome = OUTCOME.get(r.outcome, r.outcome)
         if r.outcome == KNOWN_BUG:
             cases = ", ".join(bug["case"] for bug in r.bugs)
-            outcome += f" ({cases}: see Service bugs found)"
+            outcome += f" ({cases}: see the service bugs found)"
         if r.outcome == FAILED and r.failure:
             outcome += f": `{r.failure}`"
         lines.append(
@@ -205,9 +249,10 @@ ignores them. Every wait has a deadline and fails with what it was waiting for.
 
 
 def _select(result: ScenarioResult) -> str:
-    if "[" in result.test:
-        return f"-k '{result.test.split('[')[1].rstrip(']')}'"
     name = result.test.rpartition("::")[2]
+    if "[" in name:
+        function, _, param = name.partition("[")
+        return f"-k '{function} and {param.rstrip(']')}'"
     return f"-k {name}" if name else ""
 
 

@@ -45,6 +45,8 @@ class ScenarioResult:
     created: int | None = None
     duplicates: int | None = None
     recovery_s: float | None = None
+    # What the recovery time is measured from and to, in this scenario.
+    recovery_meaning: str = ""
     measured: dict[str, Any] = field(default_factory=dict)
     # Known service bugs that reproduced: case, this_run, write_up.
     bugs: list[dict[str, str]] = field(default_factory=list)
@@ -55,6 +57,11 @@ class ScenarioResult:
     def measure(self, **values: Any) -> None:
         """Record named figures shown under the scenario's row."""
         self.measured.update(values)
+
+    def recovered(self, seconds: float, meaning: str) -> None:
+        """Record the time to recover, and what it is measured from and to."""
+        self.recovery_s = round(seconds, 2)
+        self.recovery_meaning = meaning
 
 
 @dataclass

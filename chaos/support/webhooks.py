@@ -12,7 +12,6 @@ import json
 import secrets
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +19,15 @@ from typing import Any
 
 import aiohttp
 
+from service.simulator.trainers import (
+    FLUX_DEV_LORA_TRAINER,
+    FLUX_DEV_LORA_TRAINER_VERSION,
+)
 from tests.support.webhooks import signed_webhook
 
 from .tuneyard import training_input
 
 LOGS = "".join(f"step {i}: loss={1 / (i + 1):.4f}\n" for i in range(40))
-TRAINER_VERSION = "e68139c4d943ea56373d72b9108b5d36462756c30429d611e97b197d5dae9910"
 
 
 def replicate_id() -> str:
@@ -51,8 +53,8 @@ def training_body(
     done = status == "succeeded"
     return {
         "id": training_id,
-        "model": "ostris/flux-dev-lora-trainer",
-        "version": TRAINER_VERSION,
+        "model": FLUX_DEV_LORA_TRAINER,
+        "version": FLUX_DEV_LORA_TRAINER_VERSION,
         "input": training_input(n),
         "logs": logs,
         "output": {
@@ -115,13 +117,6 @@ class SenderTally:
     deliveries: list[Delivery]
     # (monotonic time, status code or exception name) of every attempt that failed.
     failures: list[tuple[float, str]]
-
-    @property
-    def acknowledged(self) -> list[Delivery]:
-        return [d for d in self.deliveries if d.acknowledged_at is not None]
-
-    def statuses(self) -> Counter[str]:
-        return Counter(str(a) for d in self.deliveries for a in d.answers)
 
 
 class Progress:
