@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import secrets
 from collections import defaultdict
@@ -38,6 +39,8 @@ SIGNERS = [(OLD,), (NEW,), (STRANGER,), (OLD, NEW)]
 
 @dataclass
 class Sent:
+    # Which point of the rotation it was sent at.
+    checkpoint: int
     webhook_id: str
     replica_secrets: tuple[str, ...]
     signed_with: tuple[str, ...]
@@ -73,16 +76,17 @@ async def test_replicate_secret_rotation_accepts_secrets_in_force_only(
 
     sent: list[Sent] = []
     running: list[tuple[TuneyardProcess, tuple[str, ...]]] = []
+    points = itertools.count()
     async with aiohttp.ClientSession() as http:
-        for step, in_force in enumerate(ROTATION):
+        for in_force in ROTATION:
             replica = await _start(deployment, in_force)
             running.append((replica, in_force))
             # Both the previous replica and the new one serve now.
-            sent += await _send_to_all(http, running, rid, step)
+            sent += await _send_to_all(http, running, rid, checkpoint=next(points))
             if len(running) > 1:
                 previous, _ = running.pop(0)
                 assert await deployment.stop(previous) == 0
-                sent += await _send_to_all(http, running, rid, step)
+                sent += await _send_to_all(http, running, rid, checkpoint=next(points))
 
     wrong = [
         s
@@ -98,6 +102,19 @@ async def test_replicate_secret_rotation_accepts_secrets_in_force_only(
         )
         for s in wrong
     ]
+    # Following the procedure, Replicate always has a secret that every running
+    # replica takes: nothing it sends is refused, mid-roll included.
+    for checkpoint in {s.checkpoint for s in sent}:
+        accepted_by_all = [
+            signer
+            for signer in ((OLD,), (NEW,))
+            if all(
+                s.status == 200
+                for s in sent
+                if s.checkpoint == checkpoint and s.signed_with == signer
+            )
+        ]
+        assert accepted_by_all, f"no secret accepted everywhere at {checkpoint}"
     recorded = await records.events_by_webhook_id([s.webhook_id for s in sent])
     acknowledged = {s.webhook_id for s in sent if s.status == 200}
     assert set(recorded) == acknowledged
@@ -123,6 +140,7 @@ async def test_replicate_secret_rotation_accepts_secrets_in_force_only(
         },
         replicas_started=len(ROTATION),
         answers_not_as_expected=len(wrong),
+        points_with_no_secret_accepted_by_every_replica=0,
     )
 
 
@@ -137,13 +155,14 @@ async def _send_to_all(
     http: aiohttp.ClientSession,
     running: list[tuple[TuneyardProcess, tuple[str, ...]]],
     rid: str,
-    step: int,
+    *,
+    checkpoint: int,
 ) -> list[Sent]:
     sent = []
     for replica, in_force in running:
         for signer in SIGNERS:
             webhook = Webhook.of(
-                training_body(rid, "processing", n=step, destination="local/rotation")
+                training_body(rid, "processing", n=0, destination="local/rotation")
             )
             # Every signature covers the one timestamp the headers carry.
             when = datetime.now(UTC)
@@ -157,7 +176,15 @@ async def _send_to_all(
             ) as response:
                 if response.status != 200:
                     assert response.content_type == "application/problem+json"
-                sent.append(Sent(webhook.webhook_id, in_force, signer, response.status))
+                sent.append(
+                    Sent(
+                        checkpoint,
+                        webhook.webhook_id,
+                        in_force,
+                        signer,
+                        response.status,
+                    )
+                )
     return sent
 
 
