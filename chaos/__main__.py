@@ -22,7 +22,7 @@ DOCS = results.ROOT / "docs" / "RELIABILITY.md"
 
 def main(argv: list[str]) -> int:
     started = time.monotonic()
-    code = pytest.main([str(results.ROOT / "chaos"), "-ra", *argv])
+    code = pytest.main([str(results.ROOT / "chaos"), *argv])
     if not results.RESULTS_FILE.exists():
         return int(code)
     results.append(

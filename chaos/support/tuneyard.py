@@ -5,10 +5,10 @@ caller uses it, and its database as the scenarios check it.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,10 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain.ids import new_id
-from service.domain.names import ModelRef
-from service.replicate.models import Training
 from service.simulator.trainers import (
     FLUX_DEV_LORA_TRAINER,
     FLUX_DEV_LORA_TRAINER_VERSION,
 )
-from service.store import trainings as store
-from service.store.pool import create_pool
-from service.store.trainings import NewTraining, Policy, Report
 from tests.support.processes import TuneyardProcess, free_port
 from tests.support.simulator import wait_until
 
@@ -256,6 +251,26 @@ class Records:
         )
 
 
+SEED_DESTINATION = """
+INSERT INTO destinations (owner, name) VALUES ($1, $2)
+ON CONFLICT (owner, name) DO NOTHING
+"""
+# A training as the submitter leaves it once Replicate accepted the create: on
+# Replicate (submitted, with its Replicate id) and due for a poll only once
+# `poll_after` seconds pass without news.
+SEED_TRAINING = """
+INSERT INTO trainings (
+    id, caller, request_hash, destination_owner, destination_name, trainer, input,
+    status, replicate_status, replicate_id, attempts, submitted_at, last_event_at,
+    next_attempt_at
+)
+VALUES (
+    $1, 'chaos', $2, $3, $4, $5, $6::jsonb, 'submitted', 'starting', $7, 1, now(),
+    now(), now() + make_interval(secs => $8)
+)
+"""
+
+
 async def seed_submitted(
     database_url: str,
     replicate_ids: list[str],
@@ -263,64 +278,40 @@ async def seed_submitted(
     *,
     poll_after: float,
 ) -> list[str]:
-    """Trainings as the submitter leaves them once Replicate accepted them.
+    """Trainings already on Replicate, one for each Replicate id, spread over
+    the destinations; returns Tuneyard's ids in the same order.
 
-    Recorded with the service's own store functions, so the rows are what a real
-    submission writes. Returns Tuneyard's ids, in the order of `replicate_ids`.
+    Written with SQL against the schema (the migrations), not with the service's
+    own functions, so the suite does not lean on code being rewritten; a queued
+    row is never visible, so no submitter takes one.
     """
-    policy = Policy(timedelta(seconds=poll_after), "http://tuneyard.chaos")
-    pool = await create_pool(database_url, max_size=2)
-    ids = []
+    ids = [new_id("trn") for _ in replicate_ids]
+    rows = []
+    for n, (training_id, replicate_id) in enumerate(
+        zip(ids, replicate_ids, strict=True)
+    ):
+        owner, name = destinations[n % len(destinations)].split("/")
+        rows.append(
+            (
+                training_id,
+                f"seed-{n}",
+                owner,
+                name,
+                TRAINER,
+                json.dumps(training_input(n)),
+                replicate_id,
+                poll_after,
+            )
+        )
+    conn = await asyncpg.connect(database_url)
     try:
-        async with pool.acquire() as conn:
-            for n, replicate_id in enumerate(replicate_ids):
-                # One transaction: a running submitter never sees it queued.
-                async with conn.transaction():
-                    ids.append(
-                        await _seed_one(conn, n, replicate_id, destinations, policy)
-                    )
+        async with conn.transaction():
+            for destination in destinations:
+                await conn.execute(SEED_DESTINATION, *destination.split("/"))
+            await conn.executemany(SEED_TRAINING, rows)
     finally:
-        await pool.close()
+        await conn.close()
     return ids
-
-
-async def _seed_one(
-    conn: asyncpg.Connection,
-    n: int,
-    replicate_id: str,
-    destinations: list[str],
-    policy: Policy,
-) -> str:
-    owner, name = destinations[n % len(destinations)].split("/")
-    record = await store.insert(
-        conn,
-        NewTraining(
-            id=new_id("trn"),
-            caller="chaos",
-            idempotency_key=None,
-            request_hash=f"seed-{n}",
-            destination=ModelRef(owner, name),
-            trainer=TRAINER,
-            input=training_input(n),
-            destination_settings=None,
-            metadata={},
-            callback_url=None,
-        ),
-        policy,
-    )
-    assert record is not None
-    answer = Training.model_validate(
-        {"id": replicate_id, "status": "starting", "input": training_input(n)}
-    )
-    outcome = await store.apply_report(
-        conn,
-        Report(source="submitter", training=answer),
-        training_id=record.id,
-        policy=policy,
-    )
-    assert outcome.training is not None
-    assert outcome.training.replicate_id == replicate_id
-    return record.id
 
 
 async def metrics(replica: TuneyardProcess) -> dict[tuple[str, frozenset], float]:
