@@ -27,7 +27,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 # The chaos suite (chaos/): Tuneyard's promises under injected faults, on a
-# PostgreSQL cluster of its own; rewrites docs/RELIABILITY.md. About 10 minutes.
+# PostgreSQL cluster of its own; rewrites docs/RELIABILITY.md. About 6 minutes.
 chaos: $(VENV)/.installed-dev
 	$(BIN)/python -m chaos
 
