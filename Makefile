@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test lint format clean constraints bench
+.PHONY: run test chaos bench lint format clean constraints
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -40,6 +40,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/submission.py
 	$(BIN)/python bench/versions_page.py
 	$(BIN)/python bench/report.py
+
+# The chaos suite (chaos/): Tuneyard's promises under injected faults, on a
+# PostgreSQL cluster of its own; rewrites docs/RELIABILITY.md. About 6 minutes.
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m chaos
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,0 +1,2 @@
+"""What the chaos scenarios share: the private cluster, processes, senders,
+results."""
