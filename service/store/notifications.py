@@ -81,7 +81,7 @@ due AS (
     FOR UPDATE OF n SKIP LOCKED
 )
 UPDATE notifications n
-SET next_attempt_at = now() + make_interval(secs => $2), claim_token = $3
+SET next_attempt_at = now() + make_interval(secs => $2), claim_token = gen_random_uuid()
 FROM due WHERE n.id = due.id
 RETURNING n.*
 """
@@ -174,9 +174,11 @@ async def enqueue(
 
 
 async def claim(
-    conn: asyncpg.Connection, limit: int, lease: float, token: uuid.UUID
+    conn: asyncpg.Connection, limit: int, lease: float
 ) -> list[NotificationRecord]:
-    rows = await conn.fetch(CLAIM, limit, lease, token)
+    """Take up to `limit` due notifications, each with a claim token of its own
+    (see trainings.claim)."""
+    rows = await conn.fetch(CLAIM, limit, lease)
     return [NotificationRecord.from_row(row) for row in rows]
 
 
@@ -196,7 +198,6 @@ class Attempt:
 async def record_attempt(
     conn: asyncpg.Connection,
     notification: NotificationRecord,
-    token: uuid.UUID,
     attempt: Attempt,
     *,
     status: str,
@@ -207,7 +208,7 @@ async def record_attempt(
         recorded = await conn.fetchval(
             RECORD_OUTCOME,
             notification.id,
-            token,
+            notification.claim_token,
             attempt.number,
             status,
             retry_in,

@@ -320,7 +320,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE trainings t
-SET next_attempt_at = now() + make_interval(secs => $2), claim_token = $3
+SET next_attempt_at = now() + make_interval(secs => $2), claim_token = gen_random_uuid()
 FROM due WHERE t.id = due.id
 RETURNING t.*
 """
@@ -379,10 +379,16 @@ RETURNING *
 
 
 async def claim(
-    conn: asyncpg.Connection, queue: Queue, limit: int, lease: float, token: uuid.UUID
+    conn: asyncpg.Connection, queue: Queue, limit: int, lease: float
 ) -> list[TrainingRecord]:
-    """Take up to `limit` due trainings of `queue` for `lease` seconds."""
-    rows = await conn.fetch(CLAIM[queue], limit, lease, token)
+    """Take up to `limit` due trainings of `queue` for `lease` seconds.
+
+    Each claim gets a token of its own (the record's claim_token), and the
+    writes that need the claim still held are fenced on it. Per claim, not per
+    worker: a worker can claim a training again while its own earlier attempt is
+    still waiting (a lapsed lease), and that attempt must then write nothing.
+    """
+    rows = await conn.fetch(CLAIM[queue], limit, lease)
     return [TrainingRecord.from_row(row) for row in rows]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import uuid
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
@@ -36,8 +35,6 @@ class Worker(ABC):
         self.pool = pool
         self.poll_interval = poll_interval
         self.concurrency = concurrency
-        # Each worker's claims carry its own token; see trainings.claim_token.
-        self.token = uuid.uuid4()
         self._dsn = dsn
         self._wake = asyncio.Event()
         self._stopping = False
@@ -185,9 +182,7 @@ class TrainingWorker(Worker):
 
     async def claim(self, limit: int) -> list[object]:
         async with self.pool.acquire() as conn:
-            return list(
-                await trainings.claim(conn, self.queue, limit, self.lease, self.token)
-            )
+            return list(await trainings.claim(conn, self.queue, limit, self.lease))
 
     async def seconds_until_due(self) -> float | None:
         async with self.pool.acquire() as conn:

@@ -66,7 +66,7 @@ class Notifier(Worker):
 
     async def claim(self, limit: int) -> list[object]:
         async with self.pool.acquire() as conn:
-            return list(await store.claim(conn, limit, self.lease, self.token))
+            return list(await store.claim(conn, limit, self.lease))
 
     async def seconds_until_due(self) -> float | None:
         async with self.pool.acquire() as conn:
@@ -88,7 +88,6 @@ class Notifier(Worker):
             recorded = await store.record_attempt(
                 conn,
                 notification,
-                self.token,
                 attempt,
                 status=status,
                 retry_in=retry_in,

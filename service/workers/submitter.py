@@ -151,7 +151,7 @@ class Submitter(TrainingWorker):
                 await store.reschedule(
                     conn,
                     record.id,
-                    self.token,
+                    record.claim_token,
                     delay=(window - waited).total_seconds(),
                     error="waiting to learn whether the last create reached Replicate",
                     create_absent=False,
@@ -204,7 +204,7 @@ class Submitter(TrainingWorker):
             # finding it absent on Replicate, would send a second one.
             async with self.pool.acquire() as conn:
                 return await store.mark_create_sent(
-                    conn, record.id, self.token, lease=self.lease
+                    conn, record.id, record.claim_token, lease=self.lease
                 )
 
         try:
@@ -286,7 +286,7 @@ class Submitter(TrainingWorker):
             await store.reschedule(
                 conn,
                 record.id,
-                self.token,
+                record.claim_token,
                 delay=delay,
                 error=error,
                 create_absent=create_absent,

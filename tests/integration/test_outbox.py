@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 
 import asyncpg
@@ -38,10 +37,9 @@ async def claim_all(pool: asyncpg.Pool, claimers: int) -> list[str]:
     claimed: list[str] = []
 
     async def worker() -> None:
-        token = uuid.uuid4()
         while True:
             async with pool.acquire() as conn:
-                batch = await notifications.claim(conn, 3, 60, token)
+                batch = await notifications.claim(conn, 3, 60)
             if not batch:
                 return
             claimed.extend(n.id for n in batch)
