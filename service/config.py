@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         default=30.0, alias="TUNEYARD_SHUTDOWN_TIMEOUT", gt=0, le=3600
     )
     db_pool_size: int = Field(default=10, alias="TUNEYARD_DB_POOL_SIZE", ge=2, le=200)
+    # How long one query may take. A database that stops answering (a network
+    # partition drops packets rather than refusing them) would otherwise hold
+    # every request until the operating system gives up on the connection.
+    db_timeout: float = Field(default=10.0, alias="TUNEYARD_DB_TIMEOUT", gt=0, le=600)
 
     # Callers must send a token made with `tuneyard tokens create`; switch off
     # only where nothing untrusted can reach the API.

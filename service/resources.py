@@ -59,7 +59,9 @@ async def database_pool(app: web.Application) -> AsyncIterator[None]:
     if settings.database_url is None:
         raise ConfigError("DATABASE_URL: not set")
     pool = await create_pool(
-        settings.database_url.get_secret_value(), max_size=settings.db_pool_size
+        settings.database_url.get_secret_value(),
+        max_size=settings.db_pool_size,
+        query_timeout=settings.db_timeout,
     )
     try:
         async with pool.acquire() as conn:

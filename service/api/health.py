@@ -63,13 +63,31 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 )
 async def readyz(request: web.Request) -> web.Response:
     """Ready for traffic: the database answers and its schema is current."""
+    check = asyncio.ensure_future(_check_database(request.app))
+    check.add_done_callback(_consume)
+    # Waited for, not cancelled: cancelling a query that the database does not
+    # answer makes asyncpg wait for the cancel's confirmation as well. The check
+    # goes on alone, bounded by the pool's query timeout.
+    done, _ = await asyncio.wait({check}, timeout=READY_TIMEOUT)
+    if not done:
+        raise Unavailable(f"the database did not answer within {READY_TIMEOUT:g} s")
     try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            async with request.app[POOL].acquire() as conn:
-                await migrations.check_current(conn, request.app[MIGRATIONS])
+        check.result()
     except MigrationError as exc:
         raise Unavailable(str(exc)) from None
     except DATABASE_UNAVAILABLE as exc:
         reason = type(exc).__name__
         raise Unavailable(f"database unreachable ({reason})") from None
     return web.json_response({"status": "ready"})
+
+
+async def _check_database(app: web.Application) -> None:
+    async with app[POOL].acquire() as conn:
+        await migrations.check_current(conn, app[MIGRATIONS])
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    # Retrieved so that asyncio does not log it as never retrieved when the
+    # probe has answered without it.
+    if not task.cancelled():
+        task.exception()

@@ -28,6 +28,8 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 # How long one connection attempt may take; the default of 60 s would leave a
 # request hanging long after its caller gave up.
 CONNECT_TIMEOUT = 5.0
+# The default bound of one query (TUNEYARD_DB_TIMEOUT).
+QUERY_TIMEOUT = 10.0
 # How long the start waits for the database: long enough for a PostgreSQL that starts
 # beside Tuneyard (docker compose, a restarting pod), short enough to fail visibly.
 STARTUP_WAIT = 30.0
@@ -50,8 +52,15 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool, waiting up to STARTUP_WAIT seconds for the database."""
+async def create_pool(
+    dsn: str, *, max_size: int = 10, query_timeout: float = QUERY_TIMEOUT
+) -> asyncpg.Pool:
+    """Open a pool, waiting up to STARTUP_WAIT seconds for the database.
+
+    Every query is bounded by `query_timeout`, and so is handing a connection
+    back after a query was cancelled (asyncpg waits for the server to confirm
+    the cancel, with no bound of its own).
+    """
     deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
     delay = 0.2
     while True:
@@ -63,6 +72,7 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
                 init=_init_connection,
                 reset=_keep_session,
                 timeout=CONNECT_TIMEOUT,
+                command_timeout=query_timeout,
             )
         except (OSError, *DATABASE_UNAVAILABLE) as exc:
             if asyncio.get_running_loop().time() + delay > deadline:

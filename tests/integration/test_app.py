@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from service.resources import POOL
 
 from ..support import databases
 from ..support.proxy import DatabaseProxy
+from ..support.simulator import wait_until
 from .conftest import AppFactory
 
 
@@ -170,6 +172,35 @@ async def test_readyz_fails_while_database_is_down_and_recovers(
     assert query_down.status == 503
     assert query_down.headers["Retry-After"] == "1"
     assert up.status == 200
+
+
+async def test_a_database_that_stops_answering_gets_503s_not_hung_requests(
+    app_client: AppFactory, proxied_database_url: str, db_proxy: DatabaseProxy
+) -> None:
+    # A partition drops packets rather than refusing them: without a bound on
+    # each query, these requests would wait for as long as the silence lasts.
+    client = await app_client(
+        proxied_database_url, prepare=_add_test_routes, TUNEYARD_DB_TIMEOUT="1"
+    )
+    assert (await client.get("/test/query")).status == 200
+
+    db_proxy.hold()
+    try:
+        async with asyncio.timeout(20):
+            query = await client.get("/test/query")
+            ready = await client.get("/readyz")
+    finally:
+        db_proxy.release()
+
+    assert query.status == 503
+    assert query.content_type == "application/problem+json"
+    assert ready.status == 503
+    assert "did not answer" in (await ready.json())["detail"]
+
+    async def recovered() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await wait_until(recovered, timeout=20, message="ready again")
 
 
 @pytest.mark.parametrize(
