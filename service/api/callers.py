@@ -96,9 +96,14 @@ TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 
 def _bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    # Tokens are printable ASCII; other bytes arrive as lone surrogates, which
+    # cannot be encoded to be compared or hashed.
+    if scheme.lower() != "bearer" or not token or not token.isascii():
         return None
-    return token.strip()
+    if not token.isprintable():
+        return None
+    return token
 
 
 @web.middleware

@@ -110,6 +110,13 @@ def _header(headers: Mapping[str, str], name: str) -> str:
         raise WebhookRejected(
             f"the {name} header is too long", reason="malformed_header"
         )
+    # Every Standard Webhooks header is printable ASCII. aiohttp hands over
+    # other bytes as lone surrogates, which could not even be encoded to be
+    # signed; and only ASCII digits may make a timestamp.
+    if not (value.isascii() and value.isprintable()):
+        raise WebhookRejected(
+            f"the {name} header must be printable ASCII", reason="malformed_header"
+        )
     return value
 
 

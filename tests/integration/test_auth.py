@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 from service.store import tokens
 
 from ..support.factories import TRAINER, replicate_training
+from ..support.raw_http import raw_request
 from ..support.webhooks import signed_webhook
 from .conftest import WEBHOOK_SECRET, AppFactory
 
@@ -45,6 +46,22 @@ async def test_request_without_a_valid_token_is_a_401_problem(
     assert response.status == 401
     assert response.content_type == "application/problem+json"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("path", ["/v1/trainings", "/readyz"])
+async def test_token_that_is_not_ascii_is_a_401_not_a_crash(
+    app_client: AppFactory, clean_database: str, path: str
+) -> None:
+    client = await app_client(
+        clean_database, **AUTH_ON, TUNEYARD_OPS_TOKEN="ops-token-for-tests"
+    )
+
+    answer = await raw_request(
+        client.server.port, "GET", path, [(b"Authorization", b"Bearer ty_\xff\xfe")]
+    )
+
+    assert answer.status == 401
+    assert answer.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_training_records_the_callers_token_name(

@@ -89,6 +89,33 @@ def test_timestamp_that_is_not_unix_seconds_is_rejected(timestamp: str) -> None:
         WebhookVerifier([SECRET]).verify(headers, BODY, now=NOW)
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        # Unix seconds in Arabic-Indic digits and in superscripts: str.isdigit()
+        # says yes to both.
+        (
+            "webhook-timestamp",
+            str(NOW).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")),
+        ),
+        ("webhook-timestamp", "¹⁸⁰⁰⁰⁰⁰⁰⁰⁰"),
+        # Bytes that are not UTF-8, as aiohttp hands them over.
+        ("webhook-id", "msg_\udcff\udcfe"),
+        ("webhook-id", "msg_\x01"),
+    ],
+)
+def test_header_that_is_not_printable_ascii_is_rejected(
+    header: str, value: str
+) -> None:
+    headers = signed()
+    headers[header] = value
+
+    with pytest.raises(WebhookRejected, match="must be printable ASCII") as raised:
+        WebhookVerifier([SECRET]).verify(headers, BODY, now=NOW)
+
+    assert raised.value.reason == "malformed_header"
+
+
 @pytest.mark.parametrize("offset", [-301, 301, -86400])
 def test_timestamp_outside_tolerance_is_rejected(offset: int) -> None:
     headers = signed(timestamp=NOW + offset)
