@@ -25,7 +25,6 @@ from tests.support.simulator import wait_until
 
 from .conftest import DeploymentFactory, SimulatorFactory
 from .support import bugs
-from .support.bugs import Bug
 from .support.results import ScenarioResult
 from .support.tuneyard import Answer, Caller, Records
 from .support.webhooks import Webhook, training_body
@@ -49,35 +48,8 @@ EXPECTED = {
     "POST /webhooks/replicate": {503},
 }
 
-SILENT_HANGS = Bug(
-    "medium",
-    "while the network to PostgreSQL is silent, requests hang for the whole "
-    "outage instead of getting 503, and /readyz hangs at times",
-    "with packets dropped rather than refused, a request that uses a pooled "
-    "connection gets no answer until the network comes back: no query has a "
-    "timeout (create_pool in service/store/pool.py sets no command_timeout), so "
-    "API calls, submissions and Replicate's webhooks hang (the probes gave up "
-    "after 10 s). /readyz hangs too at times although its check runs under "
-    "asyncio.timeout(READY_TIMEOUT=3) (service/api/health.py): the timeout "
-    "cannot end `async with pool.acquire()` and its query, because asyncpg then "
-    "waits, unbounded, on the same silent connection (reproduced with asyncpg "
-    "alone: a 3 s asyncio.timeout around acquire and SELECT 1 returns only when "
-    "the network does). So a replica in a partition keeps taking traffic and "
-    "holds every request for the length of the outage, where a refused "
-    "connection gets a 503 in milliseconds. Expected: 503 problems within "
-    "seconds and /readyz failing, e.g. a command_timeout on the pool and a "
-    "readiness check that terminates its connection on timeout",
-)
 KNOWN_BUGS = {
-    "silent": dict.fromkeys(
-        (
-            "GET /readyz",
-            "GET /v1/trainings/{id}",
-            "POST /v1/trainings",
-            "POST /webhooks/replicate",
-        ),
-        SILENT_HANGS,
-    ),
+    "silent": {},
     "refusing": {},
 }
 

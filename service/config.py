@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # How long one query may take. A database that stops answering (a network
     # partition drops packets rather than refusing them) would otherwise hold
     # every request until the operating system gives up on the connection.
-    db_timeout: float = Field(default=10.0, alias="TUNEYARD_DB_TIMEOUT", gt=0, le=600)
+    db_timeout: float = Field(default=5.0, alias="TUNEYARD_DB_TIMEOUT", gt=0, le=600)
 
     # Callers must send a token made with `tuneyard tokens create`; switch off
     # only where nothing untrusted can reach the API.

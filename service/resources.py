@@ -22,7 +22,7 @@ from .replicate.client import ReplicateClient
 from .replicate.errors import ReplicateError
 from .replicate.ratelimit import RateLimiter
 from .store import migrations
-from .store.pool import create_pool
+from .store.pool import RELEASE_TIMEOUT, create_pool
 from .store.trainings import Policy
 from .streams import EventHub
 from .webhooks.ingest import WebhookIngestor
@@ -187,8 +187,14 @@ async def close_event_streams(app: web.Application) -> None:
 
 async def webhook_ingestor(app: web.Application) -> AsyncIterator[None]:
     """Group commit for Replicate's webhooks; stops after requests are done."""
+    settings = app[SETTINGS]
     ingestor = WebhookIngestor(
-        app[POOL], app[POLICY], writers=app[SETTINGS].webhook_writers
+        app[POOL],
+        app[POLICY],
+        writers=settings.webhook_writers,
+        # A batch's queries are bounded by db_timeout, its connection's release
+        # by RELEASE_TIMEOUT: past both, the database is not answering.
+        answer_within=settings.db_timeout + RELEASE_TIMEOUT,
     )
     app[INGESTOR] = ingestor
     ingestor.start()

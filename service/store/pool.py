@@ -29,7 +29,12 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 # request hanging long after its caller gave up.
 CONNECT_TIMEOUT = 5.0
 # The default bound of one query (TUNEYARD_DB_TIMEOUT).
-QUERY_TIMEOUT = 10.0
+QUERY_TIMEOUT = 5.0
+# How long handing a connection back may take. It is immediate unless a query was
+# cancelled (it timed out, or its request went away): asyncpg then waits for the
+# server to confirm the cancel, for up to the query timeout again, and a silent
+# network never confirms it. Past this bound the connection is dropped instead.
+RELEASE_TIMEOUT = 1.0
 # How long the start waits for the database: long enough for a PostgreSQL that starts
 # beside Tuneyard (docker compose, a restarting pod), short enough to fail visibly.
 STARTUP_WAIT = 30.0
@@ -52,23 +57,46 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+class BoundedPool(asyncpg.Pool):
+    """asyncpg's pool, handing connections back within RELEASE_TIMEOUT.
+
+    So a request whose query timed out answers after the query timeout, not
+    after twice it.
+    """
+
+    async def release(
+        self,
+        connection: asyncpg.Connection,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
+    ) -> None:
+        await super().release(
+            connection, timeout=RELEASE_TIMEOUT if timeout is None else timeout
+        )
+
+
 async def create_pool(
     dsn: str, *, max_size: int = 10, query_timeout: float = QUERY_TIMEOUT
 ) -> asyncpg.Pool:
     """Open a pool, waiting up to STARTUP_WAIT seconds for the database.
 
-    Every query is bounded by `query_timeout`, and so is handing a connection
-    back after a query was cancelled (asyncpg waits for the server to confirm
-    the cancel, with no bound of its own).
+    Every query is bounded by `query_timeout`, and handing its connection back
+    by RELEASE_TIMEOUT.
     """
     deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
     delay = 0.2
     while True:
         try:
-            return await asyncpg.create_pool(
+            # asyncpg.create_pool with its defaults, but our pool class.
+            return await BoundedPool(
                 dsn,
                 min_size=1,
                 max_size=max_size,
+                max_queries=50_000,
+                max_inactive_connection_lifetime=300.0,
+                loop=None,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
                 init=_init_connection,
                 reset=_keep_session,
                 timeout=CONNECT_TIMEOUT,

@@ -35,9 +35,17 @@ _Waiting = tuple[Item, "asyncio.Future[Outcome]"]
 
 
 class WebhookIngestor:
-    def __init__(self, pool: asyncpg.Pool, policy: Policy, *, writers: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        policy: Policy,
+        *,
+        writers: int,
+        answer_within: float,
+    ) -> None:
         self.pool = pool
         self.policy = policy
+        self.answer_within = answer_within
         self._queues: list[asyncio.Queue[_Waiting]] = [
             asyncio.Queue() for _ in range(writers)
         ]
@@ -58,11 +66,20 @@ class WebhookIngestor:
                 await task
 
     async def apply(self, item: Item) -> Outcome:
-        """Apply one report; returns once it is committed with its batch."""
+        """Apply one report; returns once it is committed with its batch.
+
+        Raises TimeoutError when that takes longer than `answer_within`: while
+        the database does not answer, a report queued behind a stuck batch would
+        otherwise wait for that batch's timeout and then its own. The report
+        stays queued and may still be recorded; the sender's retry of it is then
+        a duplicate.
+        """
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         key = item.report.replicate_id or item.training_id or item.report.webhook_id
         self._queues[hash(key) % len(self._queues)].put_nowait((item, done))
-        return await done
+        async with asyncio.timeout(self.answer_within):
+            # Shielded: a request that gives up must not take the report with it.
+            return await asyncio.shield(done)
 
     async def _write_batches(self, queue: asyncio.Queue[_Waiting]) -> None:
         while True:

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from service.errors import Conflict
 from service.logs import configure_logging
 from service.resources import POOL
+from service.store.pool import create_pool
 
 from ..support import databases
 from ..support.proxy import DatabaseProxy
@@ -201,6 +202,27 @@ async def test_a_database_that_stops_answering_gets_503s_not_hung_requests(
         return (await client.get("/readyz")).status == 200
 
     await wait_until(recovered, timeout=20, message="ready again")
+
+
+async def test_a_timed_out_query_hands_its_connection_back_without_waiting(
+    proxied_database_url: str, db_proxy: DatabaseProxy
+) -> None:
+    # After a timeout asyncpg asks the server to cancel the query and, by itself,
+    # waits up to the query timeout again for a confirmation that a silent
+    # network never sends; the pool drops the connection instead.
+    pool = await create_pool(proxied_database_url, max_size=2, query_timeout=60)
+    try:
+        db_proxy.hold()
+        try:
+            async with asyncio.timeout(20):
+                with pytest.raises(TimeoutError):
+                    async with pool.acquire() as conn:
+                        await conn.fetchval("SELECT 1", timeout=0.5)
+        finally:
+            db_proxy.release()
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ..support.factories import queued_training, replicate_training
+from ..support.proxy import DatabaseProxy
 from ..support.webhooks import signed_webhook
 from .conftest import WEBHOOK_SECRET, AppFactory
 
@@ -190,3 +192,43 @@ async def test_unstorable_characters_from_replicate_are_kept_scrubbed(
     assert error == "bad\ufffdbyte"
     stored = await pool.fetchval("SELECT body->>'logs' FROM training_events")
     assert stored == "half ? a pair"
+
+
+async def test_while_the_database_is_silent_a_queued_webhook_still_gets_a_prompt_503(
+    app_client: AppFactory, proxied_database_url: str, db_proxy: DatabaseProxy
+) -> None:
+    # The second webhook queues behind the first one's stuck batch (same training,
+    # so same writer). It must not wait for that batch's timeout and then its own:
+    # Replicate would give up on it, and an API gateway before that.
+    query_timeout = 4
+    client = await app_client(
+        proxied_database_url,
+        TUNEYARD_DB_TIMEOUT=str(query_timeout),
+        TUNEYARD_WEBHOOK_WRITERS="1",
+    )
+    loop = asyncio.get_running_loop()
+    db_proxy.hold()
+    try:
+        first = asyncio.create_task(
+            post(
+                client,
+                *signed_webhook(WEBHOOK_SECRET, training_body("r8a", "processing")),
+            )
+        )
+        await asyncio.sleep(0.5)
+        began = loop.time()
+        second = await post(
+            client, *signed_webhook(WEBHOOK_SECRET, training_body("r8a", "succeeded"))
+        )
+        waited = loop.time() - began
+        first_answer = await first
+    finally:
+        db_proxy.release()
+
+    for answer in (first_answer, second):
+        assert answer.status == 503
+        assert answer.content_type == "application/problem+json"
+        assert answer.headers["Retry-After"] == "1"
+    # Its own query timeout and the connection's release, with room for a slow
+    # machine; queued behind the first batch it would be twice that.
+    assert waited < query_timeout + 3.5
