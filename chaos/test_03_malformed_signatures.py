@@ -30,27 +30,6 @@ BODY = json.dumps({"id": replicate_id(), "status": "processing"}).encode()
 PATH = "/webhooks/replicate"
 
 # Known failures of the promise, each written up for the lead (see support.bugs).
-INVALID_UTF8_ID = Bug(
-    "medium",
-    "a webhook-id that is not valid UTF-8 is answered 500, not 400",
-    "aiohttp decodes header bytes with surrogateescape, and WebhookVerifier.verify "
-    "(service/webhooks/verify.py) builds the signed content with "
-    "f'{webhook_id}.{raw_timestamp}.'.encode(), which raises UnicodeEncodeError "
-    "on the escaped bytes: an unhandled_error and a 500. Expected: a 400 "
-    "webhook-rejected problem (e.g. refuse a header value that does not encode)",
-)
-UNICODE_DIGITS = Bug(
-    "medium",
-    "a webhook-timestamp of non-ASCII digits is answered 500 (superscripts) or "
-    "accepted (Arabic-Indic digits), not refused 400",
-    "verify() (service/webhooks/verify.py) checks webhook-timestamp with "
-    "str.isdigit(), which is true for any Unicode digit: superscripts ('¹⁷⁰⁰') "
-    "then fail in int() with ValueError, an unhandled_error and a 500; "
-    "Arabic-Indic digits pass int(), so a correctly signed webhook timestamped "
-    "with them is accepted 200 although Standard Webhooks' timestamp is ASCII "
-    "integer seconds. Expected: a 400 problem for both; accept ASCII digits only "
-    "(raw.isascii() and raw.isdigit())",
-)
 PARSER_ANSWERS = Bug(
     "low",
     "a header line over 8190 bytes or with a control character is refused 400 "
@@ -62,9 +41,6 @@ PARSER_ANSWERS = Bug(
     "the problem shape, e.g. from a custom aiohttp request handler's error page",
 )
 KNOWN_BUGS = {
-    "webhook-id: invalid UTF-8": INVALID_UTF8_ID,
-    "timestamp: superscript digits": UNICODE_DIGITS,
-    "timestamp: Arabic-Indic digits for now, correctly signed": UNICODE_DIGITS,
     "signature: 100 KB, past the parser's line limit": PARSER_ANSWERS,
     "signature: control character": PARSER_ANSWERS,
 }

@@ -33,36 +33,7 @@ DONE = {
 
 # Known failures of the promise, each written up for the lead (see support.bugs).
 CREATED_TWICE = "trainings created twice on Replicate"
-KNOWN_BUGS = {
-    "throttled": {
-        CREATED_TWICE: Bug(
-            "high",
-            "a 429 storm can make two paid Replicate trainings for one training",
-            "a create answered 429 is retried inside ReplicateClient._call "
-            "(service/replicate/client.py: up to 5 attempts, each after Retry-After "
-            "capped at 30 s, behind the limiter's pause), so one create call can "
-            "outlast the submitter's claim lease (3x TUNEYARD_REPLICATE_TIMEOUT) "
-            "and TUNEYARD_SETTLE_WINDOW. Another worker (here another replica) then "
-            "claims the training, "
-            "finds its create unsettled (create_sent_at was set before the first "
-            "attempt), cannot list Replicate while it throttles, and as soon as "
-            "the throttling ends lists, does not find the training (the first "
-            "worker's retry has not gone out yet), logs training_create_absent "
-            "and sends its own create; the first worker's retry goes through too. "
-            "The second Replicate training is logged training_second_replicate_id "
-            "and runs to the end: it is paid for, and its version lands on the "
-            "destination unrecorded. Seen with 2 replicas, "
-            "TUNEYARD_REPLICATE_TIMEOUT=3 (a lease of 9 s), "
-            "TUNEYARD_SETTLE_WINDOW=8 and a 60 s storm; with the defaults (a "
-            "lease of 90 s) a chain of Retry-After past 90 s does the same. "
-            "Expected: no create is ever sent by a worker whose claim has lapsed; "
-            "e.g. do not retry a throttled create inside the client, but "
-            "reschedule it as absent (a 429 was not processed), and mark the "
-            "create sent, under the claim token, right before each attempt",
-        ),
-    },
-    "failing": {},
-}
+KNOWN_BUGS: dict[str, dict[str, Bug]] = {"throttled": {}, "failing": {}}
 
 
 @pytest.mark.parametrize(
