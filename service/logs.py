@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -54,6 +54,8 @@ def configure_logging(
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
 
+    global _generation
+    _generation += 1
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
@@ -79,4 +81,30 @@ def configure_logging(
 
 
 def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(**initial)
+    return cast(structlog.typing.FilteringBoundLogger, _Logger(initial))
+
+
+# Bumped by configure_logging, so loggers bound before it bind again.
+_generation = 0
+
+
+class _Logger:
+    """A logger bound once per configure_logging.
+
+    structlog's lazy proxy binds a new logger, and opens a new output writer
+    with a lock of its own, on every call, even one its level filters out: on
+    the webhook path that was a few percent of all the work.
+    """
+
+    __slots__ = ("_bound", "_generation", "_initial")
+
+    def __init__(self, initial: dict[str, Any]) -> None:
+        self._initial = initial
+        self._generation = -1
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._generation != _generation:
+            self._bound = structlog.get_logger(**self._initial).bind()
+            self._generation = _generation
+        return getattr(self._bound, name)

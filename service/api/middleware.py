@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -32,7 +32,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id for the request's logs and write one access line."""
     sent = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    # Random hex like a uuid4's, without building a UUID on every request.
+    request_id = sent if _REQUEST_ID.match(sent) else os.urandom(16).hex()
     # Each request runs in its own task with a copy of the context, so binding here
     # cannot leak into another request; clearing first drops the server's own.
     clear_contextvars()

@@ -98,13 +98,21 @@ async def receive_webhook(request: web.Request) -> web.Response:
         metrics.WEBHOOKS_DUPLICATE.inc()
     elif outcome.training is None:
         metrics.WEBHOOKS_UNKNOWN.inc()
-    return web.json_response(
-        {
-            "received": True,
-            "duplicate": outcome.duplicate,
-            "known": bool(outcome.training),
-        }
+    return web.Response(
+        body=_RECEIPTS[outcome.duplicate, outcome.training is not None],
+        content_type="application/json",
+        charset="utf-8",
     )
+
+
+# The answers are few, so they are encoded once rather than on every webhook.
+_RECEIPTS = {
+    (duplicate, known): WebhookReceipt(received=True, duplicate=duplicate, known=known)
+    .model_dump_json()
+    .encode()
+    for duplicate in (False, True)
+    for known in (False, True)
+}
 
 
 # JSON escapes of the characters PostgreSQL cannot store: NUL, and surrogates

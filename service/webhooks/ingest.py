@@ -16,6 +16,7 @@ so even a report reaching two writers cannot make them wait in a cycle.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 
 import asyncpg
@@ -30,6 +31,8 @@ log = get_logger()
 MAX_BATCH = 128
 # Tries of the lock-free write before falling back to row locks.
 OPTIMISTIC_ATTEMPTS = 3
+# How often waiting requests are checked against their deadline, in seconds.
+DEADLINE_CHECK = 0.25
 
 _Waiting = tuple[Item, "asyncio.Future[Outcome]"]
 
@@ -50,12 +53,21 @@ class WebhookIngestor:
             asyncio.Queue() for _ in range(writers)
         ]
         self._writers: list[asyncio.Task[None]] = []
+        # Each waiting request's deadline, in arrival order (so in deadline
+        # order): one watchdog enforces them all, where a timer per request
+        # would cost every webhook a few percent more.
+        self._deadlines: collections.deque[tuple[float, asyncio.Future[Outcome]]] = (
+            collections.deque()
+        )
 
     def start(self) -> None:
         self._writers = [
             asyncio.create_task(self._write_batches(queue), name=f"webhook-writer-{n}")
             for n, queue in enumerate(self._queues)
         ]
+        self._writers.append(
+            asyncio.create_task(self._expire(), name="webhook-deadlines")
+        )
 
     async def stop(self) -> None:
         """Called once no request is in flight, so nothing is left waiting."""
@@ -74,12 +86,21 @@ class WebhookIngestor:
         stays queued and may still be recorded; the sender's retry of it is then
         a duplicate.
         """
-        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcome] = loop.create_future()
         key = item.report.replicate_id or item.training_id or item.report.webhook_id
         self._queues[hash(key) % len(self._queues)].put_nowait((item, done))
-        async with asyncio.timeout(self.answer_within):
-            # Shielded: a request that gives up must not take the report with it.
-            return await asyncio.shield(done)
+        self._deadlines.append((loop.time() + self.answer_within, done))
+        return await done
+
+    async def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(DEADLINE_CHECK)
+            now = loop.time()
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, done = self._deadlines.popleft()
+                _fail(done, TimeoutError("the webhook was not recorded in time"))
 
     async def _write_batches(self, queue: asyncio.Queue[_Waiting]) -> None:
         while True:

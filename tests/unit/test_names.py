@@ -62,6 +62,14 @@ def test_ids_sort_by_creation_time() -> None:
     assert len(earlier) == 26
 
 
+def test_ids_are_ulids_in_crockford_base32(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 characters of milliseconds, then 16 of randomness (here all ones).
+    monkeypatch.setattr("service.domain.ids.os.urandom", lambda n: b"\xff" * n)
+
+    assert ulid(now_ms=1_700_000_000_000) == "01HF7YAT00" + "Z" * 16
+    assert ulid(now_ms=0) == "0" * 10 + "Z" * 16
+
+
 def test_new_ids_are_prefixed_and_unique() -> None:
     ids = {new_id("trn") for _ in range(1000)}
 
