@@ -30,20 +30,7 @@ BODY = json.dumps({"id": replicate_id(), "status": "processing"}).encode()
 PATH = "/webhooks/replicate"
 
 # Known failures of the promise, each written up for the lead (see support.bugs).
-PARSER_ANSWERS = Bug(
-    "low",
-    "a header line over 8190 bytes or with a control character is refused 400 "
-    "text/plain, not as a problem+json",
-    "aiohttp's HTTP parser answers these before the application sees the "
-    "request, with its own plain-text 400, so problem_details "
-    "(service/api/middleware.py) never shapes them. A 4xx, never a 5xx, but "
-    "unlike every other refusal it is not application/problem+json. Expected: "
-    "the problem shape, e.g. from a custom aiohttp request handler's error page",
-)
-KNOWN_BUGS = {
-    "signature: 100 KB, past the parser's line limit": PARSER_ANSWERS,
-    "signature: control character": PARSER_ANSWERS,
-}
+KNOWN_BUGS: dict[str, Bug] = {}
 
 
 def _set(name: str, value: bytes) -> Case:

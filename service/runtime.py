@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import SecretStr
 
+from .api.server import AppRunner
 from .app import create_app
 from .config import Settings
 from .logs import get_logger
@@ -102,7 +103,7 @@ async def serve(
     to `shutdown_timeout` seconds), then close the app's resources. A second
     signal stops waiting for them. `service` names what is served in the logs.
     """
-    runner = web.AppRunner(
+    runner = AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
