@@ -38,23 +38,7 @@ RESTART_AFTER = WEBHOOKS // 4
 
 # Known failures of the promise, each written up for the lead (see support.bugs).
 ANSWERED_500 = "answered 500 while the database restarted"
-KNOWN_BUGS = {
-    ANSWERED_500: Bug(
-        "low",
-        "a database restart answers some webhooks 500 with a bug's traceback, not 503",
-        "when PostgreSQL ends a connection in the middle of receive_webhook's "
-        "`async with pool.acquire() as conn, conn.transaction()` "
-        "(service/api/webhooks.py), leaving the block makes asyncpg's pool reset "
-        "the closed connection, which raises "
-        "asyncpg.exceptions._base.InternalClientError ('cannot switch to state "
-        "15; another operation (2) is in progress'); DATABASE_UNAVAILABLE "
-        "(service/store/pool.py) does not include it, so problem_details logs "
-        "unhandled_error and answers 500. Replicate retries a 500 as it retries "
-        "a 503, so nothing is lost, but each one fires the 'Server errors' alert "
-        "for what is an outage. Expected: a 503 problem with Retry-After and a "
-        "database_unavailable line",
-    ),
-}
+KNOWN_BUGS: dict[str, Bug] = {}
 
 
 @pytest.mark.scenario(

@@ -23,6 +23,11 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    # A server that ends a session (a restart, pg_terminate_backend) sends a
+    # FATAL message, then closes the socket. A pooled connection used between
+    # the two raises this rather than a connection error (asyncpg issue #784);
+    # the pool then drops it.
+    asyncpg.InternalClientError,
 )
 
 # How long one connection attempt may take; the default of 60 s would leave a

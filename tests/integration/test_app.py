@@ -204,6 +204,43 @@ async def test_a_database_that_stops_answering_gets_503s_not_hung_requests(
     await wait_until(recovered, timeout=20, message="ready again")
 
 
+async def test_a_connection_the_server_ended_is_a_503_and_then_replaced(
+    app_client: AppFactory,
+    clean_database: str,
+    proxied_database_url: str,
+    db_proxy: DatabaseProxy,
+) -> None:
+    # A restarting server ends each session with a FATAL message before it
+    # closes the socket. A pooled connection used between the two is in a state
+    # asyncpg answers with InternalClientError, not a connection error. The
+    # proxy keeps the socket open after the server's close, to hold that moment.
+    client = await app_client(proxied_database_url, prepare=_add_test_routes)
+    assert (await client.get("/test/query")).status == 200
+    db_proxy.linger = True
+
+    admin = await asyncpg.connect(clean_database)
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert ended >= 1
+    await asyncio.sleep(0.2)  # the FATAL messages reach the pooled connections
+
+    broken = await client.get("/test/query")
+
+    assert broken.status == 503
+    assert broken.content_type == "application/problem+json"
+    assert broken.headers["Retry-After"] == "1"
+
+    async def replaced() -> bool:
+        return (await client.get("/test/query")).status == 200
+
+    await wait_until(replaced, timeout=10, message="a fresh connection")
+
+
 async def test_a_timed_out_query_hands_its_connection_back_without_waiting(
     proxied_database_url: str, db_proxy: DatabaseProxy
 ) -> None:

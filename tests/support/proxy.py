@@ -20,6 +20,8 @@ class DatabaseProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        # Whether the client's side stays open after the server closes its own.
+        self.linger = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -68,16 +70,24 @@ class DatabaseProxy:
         self._writers.update((client_writer, server_writer))
         await asyncio.gather(
             self._pump(client_reader, server_writer),
-            self._pump(server_reader, client_writer),
+            self._pump(server_reader, client_writer, from_server=True),
         )
-        self._writers.difference_update((client_writer, server_writer))
+        # A lingering client side stays open, and is closed by cut().
+        self._writers.difference_update(
+            w for w in (client_writer, server_writer) if w.is_closing()
+        )
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        from_server: bool = False,
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
-        writer.close()
+        if not (from_server and self.linger):
+            writer.close()
