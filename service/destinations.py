@@ -101,29 +101,58 @@ async def delete_version(
     (public models, versions others ran, a training's base); the refusal is a 409
     carrying Replicate's reason. A version Replicate no longer has is recorded as
     deleted.
+
+    The version is marked deleted before Replicate is asked, under the lock that
+    alias moves take (and an alias move refuses a deleted version): so no alias
+    can come to name it while Replicate deletes it. If Replicate refuses, or its
+    answer is lost, the mark is taken back. Replicate is asked even for a version
+    already marked, since a crash may have left a mark without a deletion.
     """
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await versions_store.lock_destination(conn, ref):
+            raise NotFound(f"no destination {ref}")
         row = await versions_store.get(conn, ref, version_id)
         if row is None:
             raise NotFound(f"no version {version_id} in {ref}")
         aliases = await versions_store.aliases_of(conn, ref, version_id)
-    if aliases:
-        raise Conflict(
-            f"version {version_id} is aliased as {', '.join(aliases)}; "
-            "move or remove the alias first"
-        )
-    if row["deleted_at"] is None:
-        try:
-            await client.delete_version(ref, version_id)
-        except ReplicateNotFound:
-            log.info(
-                "version_already_gone", destination=str(ref), version_id=version_id
-            )
-        except ReplicateRefused as exc:
+        if aliases:
             raise Conflict(
-                f"Replicate refused to delete version {version_id}: {exc.detail}",
-                replicate_status=exc.http_status,
-            ) from None
-    async with pool.acquire() as conn:
-        await versions_store.mark_deleted(conn, ref, version_id)
+                f"version {version_id} is aliased as {', '.join(aliases)}; "
+                "move or remove the alias first"
+            )
+        marked = await versions_store.mark_deleted(conn, ref, version_id)
+    try:
+        await client.delete_version(ref, version_id)
+    except ReplicateNotFound:
+        log.info("version_already_gone", destination=str(ref), version_id=version_id)
+    except ReplicateRefused as exc:
+        # Replicate has the version and keeps it: so must the record.
+        await _unmark_deleted(pool, ref, version_id, None)
+        raise Conflict(
+            f"Replicate refused to delete version {version_id}: {exc.detail}",
+            replicate_status=exc.http_status,
+        ) from None
+    except BaseException:
+        # Deleted or not, nobody knows; the caller's retry asks again. A mark
+        # made before this request stays as it was.
+        if marked is not None:
+            await _unmark_deleted(pool, ref, version_id, marked)
+        raise
     log.info("version_deleted", destination=str(ref), version_id=version_id)
+
+
+async def _unmark_deleted(
+    pool: asyncpg.Pool, ref: ModelRef, version_id: str, marked: datetime | None
+) -> None:
+    """Take back a deletion mark: this request's (`marked`), or any (None)."""
+    try:
+        async with pool.acquire() as conn:
+            await versions_store.unmark_deleted(conn, ref, version_id, marked)
+    except Exception:
+        # The mark stays; a repeated DELETE asks Replicate again.
+        log.warning(
+            "version_deletion_mark_kept",
+            destination=str(ref),
+            version_id=version_id,
+            exc_info=True,
+        )

@@ -44,9 +44,18 @@ WHERE owner = $1 AND name = $2 AND version_id = $3
 RETURNING version_id
 """
 
+# The first deletion's time stands; a version newly marked returns its mark, one
+# marked before returns nothing.
 MARK_DELETED = """
-UPDATE versions SET deleted_at = coalesce(deleted_at, now())
+UPDATE versions SET deleted_at = now()
+WHERE owner = $1 AND name = $2 AND version_id = $3 AND deleted_at IS NULL
+RETURNING deleted_at
+"""
+
+UNMARK_DELETED = """
+UPDATE versions SET deleted_at = NULL
 WHERE owner = $1 AND name = $2 AND version_id = $3
+  AND ($4::timestamptz IS NULL OR deleted_at = $4)
 """
 
 IMPORT_VERSION = """
@@ -202,8 +211,24 @@ async def update(
 
 async def mark_deleted(
     conn: asyncpg.Connection, destination: ModelRef, version_id: str
+) -> datetime | None:
+    """Mark a version deleted; its new mark, or None if it was marked before."""
+    return await conn.fetchval(
+        MARK_DELETED, destination.owner, destination.name, version_id
+    )
+
+
+async def unmark_deleted(
+    conn: asyncpg.Connection,
+    destination: ModelRef,
+    version_id: str,
+    marked: datetime | None,
 ) -> None:
-    await conn.execute(MARK_DELETED, destination.owner, destination.name, version_id)
+    """Make a version live again: only if its mark is `marked`, or whatever its
+    mark when `marked` is None."""
+    await conn.execute(
+        UNMARK_DELETED, destination.owner, destination.name, version_id, marked
+    )
 
 
 async def import_version(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from ..support.simulator import Simulator
+from service.simulator.resources import STORE
+
+from ..support.simulator import Simulator, wait_until
 from .conftest import LiveApp
 
 BASE = "/v1/destinations/local/faces"
@@ -165,3 +169,73 @@ async def test_version_deleted_on_replicate_already_is_recorded_deleted(
     response = await client.delete(f"{BASE}/versions/{version}")
 
     assert response.status == 202
+
+
+async def test_an_alias_cannot_name_a_version_while_replicate_deletes_it(
+    live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
+) -> None:
+    await make_model(simulator)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    # The simulator deletes at once and answers a second later: the moment in
+    # which an alias move must not slip in.
+    await simulator.set_faults(latency_ms=1000)
+    model = simulator.app[STORE].model("local", "faces")
+
+    deleting = asyncio.create_task(client.delete(f"{BASE}/versions/{version}"))
+    await wait_until(
+        lambda: model.version(version) is None, message="the deletion on Replicate"
+    )
+    aliased = await client.put(
+        f"{BASE}/aliases/production", json={"version_id": version}
+    )
+    deleted = await deleting
+
+    assert aliased.status == 409
+    assert "was deleted" in (await aliased.json())["detail"]
+    assert deleted.status == 202
+    assert await pool.fetchval("SELECT count(*) FROM aliases") == 0
+
+
+async def test_a_deletion_whose_outcome_is_unknown_leaves_the_version_live(
+    live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
+) -> None:
+    await make_model(simulator)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    await simulator.set_faults(error_rate=1.0)
+
+    failed = await client.delete(f"{BASE}/versions/{version}")
+    live_after_failure = await pool.fetchval("SELECT deleted_at IS NULL FROM versions")
+    await simulator.set_faults(error_rate=0.0)
+    retried = await client.delete(f"{BASE}/versions/{version}")
+
+    assert failed.status >= 500
+    assert failed.content_type == "application/problem+json"
+    assert live_after_failure
+    assert retried.status == 202
+    assert await pool.fetchval("SELECT deleted_at IS NOT NULL FROM versions")
+
+
+async def test_a_version_marked_deleted_but_still_on_replicate_is_deleted_again(
+    live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
+) -> None:
+    # What a crash between the mark and Replicate's answer leaves behind.
+    await make_model(simulator)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    await pool.execute("UPDATE versions SET deleted_at = now() - interval '1 hour'")
+    marked_at = await pool.fetchval("SELECT deleted_at FROM versions")
+
+    response = await client.delete(f"{BASE}/versions/{version}")
+
+    assert response.status == 202
+    assert await pool.fetchval("SELECT deleted_at FROM versions") == marked_at
+    async with (
+        simulator.api_session() as replicate,
+        replicate.get(f"/v1/models/local/faces/versions/{version}") as on_replicate,
+    ):
+        assert on_replicate.status == 404
