@@ -83,10 +83,9 @@ def _run(run: dict[str, Any], scenarios: list[ScenarioResult]) -> str:
     for result in scenarios:
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     took = run.get("duration_s") or sum(r.duration_s for r in scenarios)
-    summary = (
-        f"{len(scenarios)} scenarios: {counts[PASSED]} passed, "
-        f"{counts[KNOWN_BUG]} failing on service bugs written up below"
-    )
+    summary = f"{len(scenarios)} scenarios: {counts[PASSED]} passed"
+    if counts[KNOWN_BUG]:
+        summary += f", {counts[KNOWN_BUG]} failing on service bugs written up below"
     if counts[FAILED]:
         summary += f", {counts[FAILED]} failed outright"
     return f"""\
