@@ -52,6 +52,60 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def backend_pids(database: str) -> list[int]:
+    """The PostgreSQL server processes serving connections to `database` on this
+    machine (their titles read "postgres: ... USER DATABASE HOST(PORT) ...")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if title.startswith("postgres:") and database in title.split():
+            found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU used between start() and stop() by one process and by the database's
+    server processes, including those that connect meanwhile (those that leave
+    before stop() are missed, so keep connections open across the window)."""
+
+    def __init__(self, pid: int, database: str) -> None:
+        self.pid = pid
+        self.database = database
+        self._start: dict[int, float] = {}
+        self._server_start = 0.0
+
+    def start(self) -> None:
+        self._server_start = cpu_seconds(self.pid)
+        self._start = {p: cpu_seconds(p) for p in backend_pids(self.database)}
+
+    def stop(self) -> dict[str, float]:
+        database = sum(
+            cpu_seconds(p) - self._start.get(p, 0.0)
+            for p in backend_pids(self.database)
+        )
+        return {
+            "server_cpu_s": round(cpu_seconds(self.pid) - self._server_start, 2),
+            "database_cpu_s": round(database, 2),
+        }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

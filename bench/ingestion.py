@@ -33,6 +33,7 @@ import asyncpg
 from common import (
     ROOT,
     BenchDatabase,
+    CpuMeter,
     ServiceProcess,
     floor_directory,
     free_port,
@@ -102,8 +103,16 @@ def make_webhooks(floor: Path, count: int, trainings: int) -> Path:
 
 
 def run_wrk(
-    floor: Path, url: str, path: str, webhooks: Path, seconds: int, connections: int
+    floor: Path,
+    url: str,
+    path: str,
+    webhooks: Path,
+    seconds: int,
+    connections: int,
+    meter: CpuMeter,
 ) -> dict:
+    """wrk's figures, and the CPU the server and its database used per webhook."""
+    meter.start()
     result = subprocess.run(
         [
             "wrk",
@@ -120,7 +129,15 @@ def run_wrk(
         text=True,
         check=True,
     )
-    return parse_wrk(result.stdout)
+    cpu = meter.stop()
+    figures = parse_wrk(result.stdout)
+    for name, used in cpu.items():
+        figures[name] = used
+        # Microseconds of CPU per answered webhook.
+        figures[name.replace("_cpu_s", "_us_per_webhook")] = round(
+            used / figures["requests"] * 1e6
+        )
+    return figures
 
 
 def parse_wrk(output: str) -> dict:
@@ -170,6 +187,7 @@ async def run_floor(
             webhooks,
             seconds,
             connections,
+            CpuMeter(process.pid, db.name),
         )
     finally:
         process.terminate()
@@ -193,6 +211,7 @@ async def run_tuneyard(
             webhooks,
             seconds,
             connections,
+            CpuMeter(service.process.pid, db.name),
         )
         figures["peak_rss_mb"] = peak_rss_mb(service.process.pid)
     figures["kept"] = await counted(db.url, "SELECT count(*) FROM training_events")
