@@ -27,6 +27,18 @@ async def make_model(
         assert response.status == 201, await response.text()
 
 
+async def synced_version(
+    live_app: LiveApp, simulator: Simulator, **model_settings: str
+) -> tuple[TestClient, str]:
+    """A model on Replicate with one version, and Tuneyard (workers off) with
+    that version imported by a sync."""
+    await make_model(simulator, **model_settings)
+    version = (await simulator.push_version("local", "faces"))["id"]
+    client = await live_app(TUNEYARD_WORKERS="false")
+    await client.post(f"{BASE}/sync")
+    return client, version
+
+
 async def test_put_destination_creates_the_model_on_replicate_and_repeats_safely(
     live_app: LiveApp, simulator: Simulator
 ) -> None:
@@ -122,10 +134,7 @@ async def test_deleting_a_version_is_accepted_by_replicate_and_recorded(
 async def test_deleting_a_version_replicate_refuses_is_a_409_with_its_reason(
     live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
 ) -> None:
-    await make_model(simulator, visibility="public")
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator, visibility="public")
 
     response = await client.delete(f"{BASE}/versions/{version}")
 
@@ -141,10 +150,7 @@ async def test_deleting_a_version_replicate_refuses_is_a_409_with_its_reason(
 async def test_deleting_an_aliased_version_is_refused_until_the_alias_moves(
     live_app: LiveApp, simulator: Simulator
 ) -> None:
-    await make_model(simulator)
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator)
     await client.put(f"{BASE}/aliases/production", json={"version_id": version})
 
     refused = await client.delete(f"{BASE}/versions/@production")
@@ -159,10 +165,7 @@ async def test_deleting_an_aliased_version_is_refused_until_the_alias_moves(
 async def test_version_deleted_on_replicate_already_is_recorded_deleted(
     live_app: LiveApp, simulator: Simulator
 ) -> None:
-    await make_model(simulator)
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client: TestClient = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator)
     async with simulator.api_session() as replicate:
         await replicate.delete(f"/v1/models/local/faces/versions/{version}")
 
@@ -174,10 +177,7 @@ async def test_version_deleted_on_replicate_already_is_recorded_deleted(
 async def test_an_alias_cannot_name_a_version_while_replicate_deletes_it(
     live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
 ) -> None:
-    await make_model(simulator)
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator)
     # The simulator deletes at once and answers a second later: the moment in
     # which an alias move must not slip in.
     await simulator.set_faults(latency_ms=1000)
@@ -201,10 +201,7 @@ async def test_an_alias_cannot_name_a_version_while_replicate_deletes_it(
 async def test_a_deletion_whose_outcome_is_unknown_leaves_the_version_live(
     live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
 ) -> None:
-    await make_model(simulator)
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator)
     await simulator.set_faults(error_rate=1.0)
 
     failed = await client.delete(f"{BASE}/versions/{version}")
@@ -223,10 +220,7 @@ async def test_a_version_marked_deleted_but_still_on_replicate_is_deleted_again(
     live_app: LiveApp, simulator: Simulator, pool: asyncpg.Pool
 ) -> None:
     # What a crash between the mark and Replicate's answer leaves behind.
-    await make_model(simulator)
-    version = (await simulator.push_version("local", "faces"))["id"]
-    client = await live_app(TUNEYARD_WORKERS="false")
-    await client.post(f"{BASE}/sync")
+    client, version = await synced_version(live_app, simulator)
     await pool.execute("UPDATE versions SET deleted_at = now() - interval '1 hour'")
     marked_at = await pool.fetchval("SELECT deleted_at FROM versions")
 
