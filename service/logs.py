@@ -48,11 +48,20 @@ def configure_logging(
         _redact_secrets,
     ]
     renderer: Processor
+    # Tracebacks without the frames' local variables: those hold request
+    # bodies, headers and tokens, which must never reach a log.
     if as_json:
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(),
+            exception_formatter=structlog.dev.plain_traceback,
+        )
 
     global _generation
     _generation += 1

@@ -75,3 +75,25 @@ def test_level_filters_out_lower_events() -> None:
     get_logger().warning("loud")
 
     assert [json.loads(x)["event"] for x in stream.getvalue().splitlines()] == ["loud"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_leave_out_local_variables(fmt: str) -> None:
+    # A frame's locals hold request bodies, headers and tokens.
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream)
+
+    def handle(authorization: str) -> None:
+        raise ValueError("bad request")
+
+    # Built at run time, so that the traceback's source lines cannot show it.
+    secret = "_".join(["tya", "local", "secret"])
+    try:
+        handle(f"Bearer {secret}")
+    except ValueError:
+        get_logger().exception("unhandled_error")
+
+    output = stream.getvalue()
+    assert "bad request" in output
+    assert "handle" in output
+    assert secret not in output
