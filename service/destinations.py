@@ -104,9 +104,14 @@ async def delete_version(
 
     The version is marked deleted before Replicate is asked, under the lock that
     alias moves take (and an alias move refuses a deleted version): so no alias
-    can come to name it while Replicate deletes it. If Replicate refuses, or its
-    answer is lost, the mark is taken back. Replicate is asked even for a version
-    already marked, since a crash may have left a mark without a deletion.
+    can come to name it while Replicate deletes it. A refusal takes the mark
+    back: this request's own mark, or any mark when Replicate says it keeps the
+    version (409), since it then plainly exists. An answer that never comes
+    leaves the mark: the caller meant the version gone, is answered 5xx, and its
+    repeated DELETE asks Replicate again, as a DELETE of a version already marked
+    always does (a crash may have left a mark without a deletion). Never taking
+    a mark back on a lost answer also means a slow request cannot revive a
+    version that a concurrent one has meanwhile deleted.
     """
     async with pool.acquire() as conn, conn.transaction():
         if not await versions_store.lock_destination(conn, ref):
@@ -126,18 +131,13 @@ async def delete_version(
     except ReplicateNotFound:
         log.info("version_already_gone", destination=str(ref), version_id=version_id)
     except ReplicateRefused as exc:
-        # Replicate has the version and keeps it: so must the record.
-        await _unmark_deleted(pool, ref, version_id, None)
+        kept = isinstance(exc, ReplicateConflict)
+        if kept or marked is not None:
+            await _unmark_deleted(pool, ref, version_id, None if kept else marked)
         raise Conflict(
             f"Replicate refused to delete version {version_id}: {exc.detail}",
             replicate_status=exc.http_status,
         ) from None
-    except BaseException:
-        # Deleted or not, nobody knows; the caller's retry asks again. A mark
-        # made before this request stays as it was.
-        if marked is not None:
-            await _unmark_deleted(pool, ref, version_id, marked)
-        raise
     log.info("version_deleted", destination=str(ref), version_id=version_id)
 
 
