@@ -82,9 +82,10 @@ class WebhookIngestor:
 
         Raises TimeoutError when that takes longer than `answer_within`: while
         the database does not answer, a report queued behind a stuck batch would
-        otherwise wait for that batch's timeout and then its own. The report
-        stays queued and may still be recorded; the sender's retry of it is then
-        a duplicate.
+        otherwise wait for that batch's timeout and then its own. A report that
+        timed out before its batch began is dropped, since its sender retries
+        it; one whose batch was already being written may still be recorded, and
+        the sender's retry of it is then a duplicate.
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Outcome] = loop.create_future()
@@ -107,7 +108,12 @@ class WebhookIngestor:
             batch = [await queue.get()]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
-            await self._write(batch)
+            # A report already answered 503 (its deadline passed while the
+            # database was away) will be sent again; writing it now would only
+            # make the reports queued behind it miss their own deadlines.
+            batch = [waiting for waiting in batch if not waiting[1].done()]
+            if batch:
+                await self._write(batch)
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:

@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.resources import INGESTOR
+
 from ..support.factories import queued_training, replicate_training
 from ..support.proxy import DatabaseProxy
 from ..support.webhooks import signed_webhook
@@ -232,3 +234,47 @@ async def test_while_the_database_is_silent_a_queued_webhook_still_gets_a_prompt
     # Its own query timeout and the connection's release, with room for a slow
     # machine; queued behind the first batch it would be twice that.
     assert waited < query_timeout + 3.5
+
+
+async def test_a_webhook_answered_503_while_queued_is_not_written_afterwards(
+    app_client: AppFactory,
+    proxied_database_url: str,
+    db_proxy: DatabaseProxy,
+    pool: asyncpg.Pool,
+) -> None:
+    # Replicate sends it again; writing it late would only make the webhooks
+    # queued behind it miss their own deadlines after an outage.
+    client = await app_client(
+        proxied_database_url, TUNEYARD_DB_TIMEOUT="4", TUNEYARD_WEBHOOK_WRITERS="1"
+    )
+    # Answer queued webhooks well before the stuck batch's query times out, so
+    # the second is answered while the first still holds the writer.
+    client.server.app[INGESTOR].answer_within = 1.0
+    stuck, stuck_headers = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8a", "processing")
+    )
+    late, late_headers = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8a", "succeeded")
+    )
+    db_proxy.hold()
+    try:
+        first = asyncio.create_task(post(client, stuck, stuck_headers))
+        await asyncio.sleep(0.3)
+        second = await post(client, late, late_headers)
+        assert (await first).status == 503
+    finally:
+        db_proxy.release()
+    assert second.status == 503
+
+    # The same training, so the same writer: once this one is answered, the
+    # writer has dealt with everything queued before it.
+    after = await post(
+        client, *signed_webhook(WEBHOOK_SECRET, training_body("r8a", "canceled"))
+    )
+
+    assert after.status == 200
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM training_events WHERE webhook_id = $1",
+        late_headers["webhook-id"],
+    )
+    assert recorded == 0
