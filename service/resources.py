@@ -192,8 +192,10 @@ async def webhook_ingestor(app: web.Application) -> AsyncIterator[None]:
         app[POOL],
         app[POLICY],
         writers=settings.webhook_writers,
-        # A batch's queries are bounded by db_timeout, its connection's release
-        # by RELEASE_TIMEOUT: past both, the database is not answering.
+        # One query of a batch stuck for db_timeout, and its connection's
+        # release for RELEASE_TIMEOUT: past both, the database is not answering.
+        # A slow batch that still commits after this was answered 503; the
+        # sender's retry of it is then a duplicate, acknowledged as such.
         answer_within=settings.db_timeout + RELEASE_TIMEOUT,
     )
     app[INGESTOR] = ingestor

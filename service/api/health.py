@@ -75,6 +75,9 @@ async def readyz(request: web.Request) -> web.Response:
         check.result()
     except MigrationError as exc:
         raise Unavailable(str(exc)) from None
+    except TimeoutError:
+        # A query, or the wait for a connection, ran into the pool's bound.
+        raise Unavailable("the database did not answer in time") from None
     except DATABASE_UNAVAILABLE as exc:
         reason = type(exc).__name__
         raise Unavailable(f"database unreachable ({reason})") from None

@@ -100,8 +100,9 @@ class ProblemRequestHandler(web.RequestHandler):
                 reason=reason,
             )
         else:
-            # Middleware turns every error of a handler into a problem; this is
-            # only reached when aiohttp itself fails, or a handler times out.
+            # Middleware turns every error of a handler (a timeout included)
+            # into a problem; this is only reached when something outside the
+            # middleware fails, such as aiohttp itself or a response signal.
             log.error("http_request_failed", status=status, exc_info=exc)
             response = problems.problem_response(
                 status, phrase, "An unexpected error occurred; it has been logged."

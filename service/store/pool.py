@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from typing import Any
 
 import asyncpg
 
@@ -63,11 +64,27 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class BoundedPool(asyncpg.Pool):
-    """asyncpg's pool, handing connections back within RELEASE_TIMEOUT.
+    """asyncpg's pool, handing connections back within RELEASE_TIMEOUT and
+    handing them out within `acquire_timeout`.
 
     So a request whose query timed out answers after the query timeout, not
-    after twice it.
+    after twice it; and while a silent database holds every connection, the
+    requests waiting for one get their 503 after the same bound, instead of
+    after the timeouts of all the requests ahead of them.
     """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        return super().acquire(
+            timeout=self.acquire_timeout if timeout is None else timeout
+        )
 
     async def release(
         self,
@@ -85,8 +102,8 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """Open a pool, waiting up to STARTUP_WAIT seconds for the database.
 
-    Every query is bounded by `query_timeout`, and handing its connection back
-    by RELEASE_TIMEOUT.
+    Every query, and every wait for a connection, is bounded by
+    `query_timeout`; handing a connection back by RELEASE_TIMEOUT.
     """
     deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
     delay = 0.2
@@ -106,6 +123,7 @@ async def create_pool(
                 reset=_keep_session,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=query_timeout,
+                acquire_timeout=query_timeout,
             )
         except (OSError, *DATABASE_UNAVAILABLE) as exc:
             if asyncio.get_running_loop().time() + delay > deadline:

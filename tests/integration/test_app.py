@@ -262,6 +262,39 @@ async def test_a_timed_out_query_hands_its_connection_back_without_waiting(
         await pool.close()
 
 
+async def test_waiting_for_a_connection_is_bounded_by_the_query_timeout(
+    proxied_database_url: str, db_proxy: DatabaseProxy
+) -> None:
+    # While a silent database holds every connection, a request waiting for
+    # one must get its 503 after one bound, not after the requests ahead of it.
+    pool = await create_pool(proxied_database_url, max_size=1, query_timeout=1)
+    acquired = False
+
+    async def wait_for_the_connection() -> None:
+        nonlocal acquired
+        async with pool.acquire():
+            acquired = True
+
+    try:
+        db_proxy.hold()
+        try:
+            holder = asyncio.create_task(pool.fetchval("SELECT 1", timeout=5))
+            await asyncio.sleep(0.2)
+            with pytest.raises(TimeoutError):
+                await wait_for_the_connection()
+            # Given up on while the connection was still held, not after.
+            holder_was_waiting = not holder.done()
+            with pytest.raises(TimeoutError):
+                await holder
+        finally:
+            db_proxy.release()
+        assert holder_was_waiting
+        assert not acquired
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+
+
 @pytest.mark.parametrize(
     ("tamper", "detail"),
     [
