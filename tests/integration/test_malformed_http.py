@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from service.api.server import AppRunner
+from service.logs import configure_logging
 
 SECRET = "r8_do-not-echo-this-token"
 
@@ -55,6 +57,9 @@ async def exchange(port: int, request: bytes) -> tuple[bytes, dict]:
 async def test_a_malformed_header_is_a_400_problem_that_does_not_echo_it(
     port: int, line: str, reason: str, detail: str
 ) -> None:
+    logs = io.StringIO()
+    configure_logging("info", "json", logs)
+
     head, problem = await exchange(
         port, f"GET / HTTP/1.1\r\nHost: t\r\n{line}\r\n\r\n".encode()
     )
@@ -65,6 +70,11 @@ async def test_a_malformed_header_is_a_400_problem_that_does_not_echo_it(
     assert problem["reason"] == reason
     assert detail in problem["detail"]
     assert SECRET not in json.dumps(problem)
+    # Logged once, by reason, and neither the header nor a traceback quoting it.
+    logged = [json.loads(entry) for entry in logs.getvalue().splitlines()]
+    assert [entry["event"] for entry in logged] == ["http_request_malformed"]
+    assert logged[0]["reason"] == reason
+    assert SECRET not in logs.getvalue()
 
 
 async def test_a_malformed_request_line_is_a_400_problem(port: int) -> None:
