@@ -99,15 +99,19 @@ def _same_cost(versions: dict) -> str:
     return "a difference beyond noise, to investigate"
 
 
+def _server_busy(ingestion: dict, name: str) -> float:
+    """The share of one core the server process used during its wrk run."""
+    return ingestion["median"][name]["server_cpu_s"] / ingestion["seconds"]
+
+
 def _cpu_rows(ingestion: dict) -> str:
     rows = []
-    for name in ("floor", "tuneyard"):
+    for name, label in (("floor", "floor"), ("tuneyard", "Tuneyard")):
         run = ingestion["median"][name]
-        busy = run["server_cpu_s"] / ingestion["seconds"]
         rows.append(
-            f"| {'Tuneyard' if name == 'tuneyard' else 'floor'} "
-            f"| {run['server_us_per_webhook']} µs "
-            f"| {run['database_us_per_webhook']} µs | {busy:.0%} |"
+            f"| {label} | {run['server_us_per_webhook']} µs "
+            f"| {run['database_us_per_webhook']} µs "
+            f"| {_server_busy(ingestion, name):.0%} |"
         )
     return "\n".join(rows)
 
@@ -134,22 +138,21 @@ def _verdict(ingestion: dict) -> str:
             " an event, a training update, a version and a callback row cost more"
             " than group commit saves."
         )
-    busy = tuneyard["server_cpu_s"] / ingestion["seconds"]
     server = (
         f"Tuneyard's one event loop spends {tuneyard['server_us_per_webhook']} µs"
         f" of CPU per webhook, the floor's {floor['server_us_per_webhook']} µs;"
-        f" Tuneyard's ran at {busy:.0%} of a core."
+        f" Tuneyard's ran at {_server_busy(ingestion, 'tuneyard'):.0%} of a core."
     )
     ratio = median["ratio"]
+    verdict = (
+        f"**Against the target of 1.0x.** {'Met' if ratio >= 1.0 else 'Not met'}"
+        f" in the median round ({ratio:.2f}x). {database} {server}"
+    )
     if ratio >= 1.0:
-        return (
-            f"**Against the target of 1.0x.** Met in the median round"
-            f" ({ratio:.2f}x). {database} {server}"
-        )
+        return verdict
     return (
-        f"**Against the target of 1.0x.** Not met in the median round"
-        f" ({ratio:.2f}x). {database} {server}"
-        """
+        verdict
+        + """
 
 What would close the gap, none done yet:
 
