@@ -1,6 +1,7 @@
 """POST /webhooks/replicate: Replicate's signed reports on a training.
 
-Verified over the raw body, recorded in one short transaction, answered at once.
+Verified over the raw body, recorded in one short transaction shared with the
+webhooks arriving at the same time, answered once that transaction commits.
 Anything that cannot be verified or read is a 4xx problem; a training Tuneyard does
 not know, or a status it does not know, is still recorded and answered 200, since
 refusing it would only make Replicate retry.
@@ -8,21 +9,14 @@ refusing it would only make Replicate retry.
 
 from __future__ import annotations
 
-import json
-import re
-
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .. import metrics
-from ..domain.ids import is_training_id
-from ..domain.text import first_unstorable, scrub
-from ..errors import InvalidRequest, Unavailable
+from ..errors import Unavailable
 from ..replicate.models import Training
 from ..resources import INGESTOR, SETTINGS, WEBHOOK_SECRETS
-from ..store.trainings import Report
-from ..store.transitions import Item
-from ..webhooks.verify import WebhookRejected
+from ..webhooks.ingest import Delivery
 from .openapi import Param, operation
 from .requests import PayloadTooLarge, read_body
 
@@ -61,43 +55,19 @@ async def receive_webhook(request: web.Request) -> web.Response:
         # Only until the secret is fetched from Replicate at start. A 503 makes
         # Replicate retry a terminal webhook; the reconciler covers the rest.
         raise Unavailable("the webhook secret is not loaded yet; try again shortly")
-    settings = request.app[SETTINGS]
-    metrics.WEBHOOKS_RECEIVED.inc()
     try:
-        body = await read_body(request, settings.webhook_max_bytes)
-        verified = verifier.verify(request.headers, body)
+        body = await read_body(request, request.app[SETTINGS].webhook_max_bytes)
     except PayloadTooLarge:
+        metrics.WEBHOOKS_RECEIVED.inc()
         metrics.WEBHOOKS_REJECTED.labels("too_large").inc()
         raise
-    except WebhookRejected as exc:
-        metrics.WEBHOOKS_REJECTED.labels(exc.reason).inc()
-        raise
-    metrics.WEBHOOKS_VERIFIED.inc()
-    try:
-        training, raw_text = _parse(body)
-    except InvalidRequest:
-        metrics.WEBHOOKS_REJECTED.labels("bad_body").inc()
-        raise
-    training_id = request.query.get("training_id")
-    if training_id is not None and not is_training_id(training_id):
-        training_id = None
 
-    outcome = await request.app[INGESTOR].apply(
-        Item(
-            Report(
-                source="webhook",
-                training=training,
-                webhook_id=verified.webhook_id,
-                raw_body=raw_text,
-            ),
-            training_id,
-        )
+    # Verified and read by the ingestor, together with the webhooks arriving
+    # beside it (webhooks.ingest).
+    outcome = await request.app[INGESTOR].receive(
+        Delivery(request.headers, body, request.query.get("training_id"), verifier)
     )
 
-    if outcome.duplicate:
-        metrics.WEBHOOKS_DUPLICATE.inc()
-    elif outcome.training is None:
-        metrics.WEBHOOKS_UNKNOWN.inc()
     return web.Response(
         body=_RECEIPTS[outcome.duplicate, outcome.training is not None],
         content_type="application/json",
@@ -113,40 +83,3 @@ _RECEIPTS = {
     for duplicate in (False, True)
     for known in (False, True)
 }
-
-
-# JSON escapes of the characters PostgreSQL cannot store: NUL, and surrogates
-# (a lone one is invalid; a paired one is checked on the slow path too).
-_UNSTORABLE_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
-
-
-def _parse(body: bytes) -> tuple[Training, str]:
-    """The training the body describes, and the body's text to keep.
-
-    A body with no escape of an unstorable character (nearly every one) is
-    parsed once, by pydantic; raw UTF-8 cannot hold such a character, so the
-    escapes are the only way in.
-    """
-    if not _UNSTORABLE_ESCAPE.search(body):
-        try:
-            return Training.model_validate_json(body), body.decode()
-        except (ValidationError, UnicodeDecodeError):
-            pass  # the slow path below says precisely what is wrong
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the webhook body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the webhook body is not a training object")
-    text = body.decode()
-    if first_unstorable(payload) is not None:
-        # Replicate's words (a training's logs, say) are kept even when they hold
-        # a character PostgreSQL cannot: refusing them would only be repeated.
-        payload = scrub(payload)
-        text = json.dumps(payload)
-    try:
-        return Training.model_validate(payload), text
-    except ValidationError:
-        raise InvalidRequest(
-            "the webhook body is not a training: it needs a string id and status"
-        ) from None
