@@ -52,38 +52,11 @@ class TrainingResource(BaseModel):
 
     @classmethod
     def of(cls, record: TrainingRecord, base: str) -> TrainingResource:
-        own = f"{base}/v1/trainings/{record.id}"
-        version = None
-        if record.version_id is not None:
-            version = ProducedVersion.model_construct(
-                id=record.version_id, destination=str(record.destination)
-            )
-        # From Tuneyard's own record: nothing to validate, and this runs for
-        # every answer and every callback.
-        return cls.model_construct(
-            id=record.id,
-            status=record.status,
-            destination=str(record.destination),
-            trainer=record.trainer,
-            input=record.input,
-            destination_settings=record.destination_settings,
-            metadata=record.metadata,
-            callback_url=record.callback_url,
-            caller=record.caller,
-            replicate_id=record.replicate_id,
-            replicate_status=record.replicate_status,
-            error=record.error,
-            version=version,
-            attempts=record.attempts,
-            last_attempt_error=record.last_attempt_error,
-            cancel_requested_at=record.cancel_requested_at,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            submitted_at=record.submitted_at,
-            started_at=record.started_at,
-            completed_at=record.completed_at,
-            urls={"self": own, "events": f"{own}/events", "cancel": f"{own}/cancel"},
-        )
+        fields = training_fields(record, base)
+        if fields["version"] is not None:
+            fields["version"] = ProducedVersion.model_construct(**fields["version"])
+        # From Tuneyard's own record: nothing to validate.
+        return cls.model_construct(**fields)
 
 
 class Lineage(BaseModel):
@@ -113,31 +86,77 @@ class VersionResource(BaseModel):
 
     @classmethod
     def of(cls, row: Mapping[str, Any], base: str) -> VersionResource:
-        ref = f"{row['owner']}/{row['name']}"
-        own = f"{base}/v1/destinations/{ref}/versions/{row['version_id']}"
-        urls = {"self": own}
-        lineage = None
-        if row["training_id"] is not None:
-            urls["training"] = f"{base}/v1/trainings/{row['training_id']}"
-            lineage = Lineage.model_construct(
-                training_id=row["training_id"],
-                replicate_training_id=row["replicate_id"],
-                trainer=row["trainer"],
-                input=row["input"],
-                caller=row["caller"],
-                metadata=row["metadata"],
-            )
-        return cls.model_construct(
-            id=row["version_id"],
-            destination=ref,
-            created_at=row["created_at"],
-            recorded_at=row["recorded_at"],
-            weights_url=row["weights_url"],
-            description=row["description"],
-            tags=row["tags"],
-            aliases=row["aliases"],
-            deleted_at=row["deleted_at"],
-            source=row["source"],
-            lineage=lineage,
-            urls=urls,
-        )
+        fields = version_fields(row, base)
+        if fields["lineage"] is not None:
+            fields["lineage"] = Lineage.model_construct(**fields["lineage"])
+        return cls.model_construct(**fields)
+
+
+# The representations as plain data, in the models' field order. The models
+# above are built from them for API answers; callback events serialise them
+# directly (`to_json`), which gives the same JSON at a third of the cost, and
+# the outbox is written for nearly every webhook.
+
+
+def training_fields(record: TrainingRecord, base: str) -> dict[str, Any]:
+    """A TrainingResource's fields, from Tuneyard's record of the training."""
+    own = f"{base}/v1/trainings/{record.id}"
+    version = None
+    if record.version_id is not None:
+        version = {"id": record.version_id, "destination": str(record.destination)}
+    return {
+        "id": record.id,
+        "status": record.status,
+        "destination": str(record.destination),
+        "trainer": record.trainer,
+        "input": record.input,
+        "destination_settings": record.destination_settings,
+        "metadata": record.metadata,
+        "callback_url": record.callback_url,
+        "caller": record.caller,
+        "replicate_id": record.replicate_id,
+        "replicate_status": record.replicate_status,
+        "error": record.error,
+        "version": version,
+        "attempts": record.attempts,
+        "last_attempt_error": record.last_attempt_error,
+        "cancel_requested_at": record.cancel_requested_at,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "submitted_at": record.submitted_at,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "urls": {"self": own, "events": f"{own}/events", "cancel": f"{own}/cancel"},
+    }
+
+
+def version_fields(row: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """A VersionResource's fields, from a version's row with its training's."""
+    ref = f"{row['owner']}/{row['name']}"
+    own = f"{base}/v1/destinations/{ref}/versions/{row['version_id']}"
+    urls = {"self": own}
+    lineage = None
+    if row["training_id"] is not None:
+        urls["training"] = f"{base}/v1/trainings/{row['training_id']}"
+        lineage = {
+            "training_id": row["training_id"],
+            "replicate_training_id": row["replicate_id"],
+            "trainer": row["trainer"],
+            "input": row["input"],
+            "caller": row["caller"],
+            "metadata": row["metadata"],
+        }
+    return {
+        "id": row["version_id"],
+        "destination": ref,
+        "created_at": row["created_at"],
+        "recorded_at": row["recorded_at"],
+        "weights_url": row["weights_url"],
+        "description": row["description"],
+        "tags": row["tags"],
+        "aliases": row["aliases"],
+        "deleted_at": row["deleted_at"],
+        "source": row["source"],
+        "lineage": lineage,
+        "urls": urls,
+    }

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from pydantic_core import to_json
 
 from ..domain.ids import new_id
-from ..domain.views import TrainingResource, VersionResource
+from ..domain.views import training_fields, version_fields
 
 if TYPE_CHECKING:
     from .trainings import TrainingRecord
@@ -145,13 +146,13 @@ def callback_event(
     """The callback event for a training's current status: its type, and its
     body as JSON (the training, and the version when the change made one)."""
     event_type = f"training.{record.status.value}"
-    parts = [
-        f'{{"type":{json.dumps(event_type)}',
-        f'"training":{TrainingResource.of(record, base).model_dump_json()}',
-    ]
+    event: dict[str, Any] = {
+        "type": event_type,
+        "training": training_fields(record, base),
+    }
     if version is not None:
-        parts.append(f'"version":{VersionResource.of(version, base).model_dump_json()}')
-    return event_type, ",".join(parts) + "}"
+        event["version"] = version_fields(version, base)
+    return event_type, to_json(event).decode()
 
 
 async def enqueue(
