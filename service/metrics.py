@@ -84,6 +84,15 @@ TRANSITIONS = Counter(
     "Trainings moving to a status, by what reported it.",
     ["status", "source"],
 )
+
+
+@functools.lru_cache(maxsize=256)
+def transitions(status: str, source: str) -> Any:
+    """The series counting moves to `status` reported by `source` (see
+    _request_series on why it is looked up once)."""
+    return TRANSITIONS.labels(status, source)
+
+
 TRAININGS_LIVE = Gauge(
     "tuneyard_trainings", "Trainings not yet finished, by status.", ["status"]
 )

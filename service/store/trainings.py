@@ -69,9 +69,14 @@ class TrainingRecord:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> TrainingRecord:
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {name: row[name] for name in _RECORD_FIELDS}
         values["status"] = Status(values["status"])
         return cls(**values)
+
+    def with_changes(self, **changes: Any) -> TrainingRecord:
+        """A copy with some fields changed: dataclasses.replace without its
+        walk over every field's definition, which the webhook path felt."""
+        return TrainingRecord(**{**self.__dict__, **changes})
 
     @property
     def destination(self) -> ModelRef:
@@ -81,6 +86,9 @@ class TrainingRecord:
     def is_unsettled(self) -> bool:
         """A create was sent and its outcome is not known yet."""
         return self.create_sent_at is not None and self.replicate_id is None
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord))
 
 
 @dataclass(frozen=True)

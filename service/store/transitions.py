@@ -38,7 +38,6 @@ happen at all: one training's webhooks all go to one writer (webhooks.ingest).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -347,7 +346,7 @@ class _Batch:
         if replicate_id is not None:
             self.by_replicate_id[replicate_id] = record.id
         if new_status is not None:
-            metrics.TRANSITIONS.labels(updated.status.value, report.source).inc()
+            metrics.transitions(updated.status.value, report.source).inc()
             self._callback(updated, version)
             self.logs.append(
                 (
@@ -426,8 +425,7 @@ class _Batch:
             completed_at = _replicate_time(report, "completed_at") or now
         in_flight = status in (Status.SUBMITTED, Status.RUNNING)
 
-        updated = dataclasses.replace(
-            record,
+        updated = record.with_changes(
             status=status,
             replicate_id=replicate_id,
             replicate_status=replicate_status,
