@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -127,6 +128,7 @@ async def serve(
         # The port actually bound, which differs from `port` when that is 0.
         url = f"http://{host}:{runner.addresses[0][1]}"
         log.info("server_started", service=service, url=url)
+        _settle_garbage_collector()
         if on_started is not None:
             result = on_started(url)
             if result is not None:
@@ -137,6 +139,25 @@ async def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log.info("server_stopped", service=service)
+
+
+# Allocations between collections of the youngest generation (CPython's default
+# is 700). A webhook makes a few hundred objects, nearly all freed at once by
+# reference counting, so the default collects every other request or so.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the request path.
+
+    What start-up made (modules, pydantic's schemas, the app) lives as long as
+    the process; frozen, a full collection no longer walks it, and those walks
+    were the slowest answers under load (p99 60 ms against 15 ms, measured with
+    bench/ingestion.py). Collections also run less often.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def serve_settings(
