@@ -111,8 +111,11 @@ class Settings(BaseSettings):
     )
     # How many transactions write Replicate's webhooks at once. Each takes the
     # webhooks waiting for it as one batch, so fewer writers make larger batches.
+    # One writer answered as many webhooks a second as two in bench/ingestion.py,
+    # for two thirds of the database's CPU per webhook; more can help against a
+    # database far enough away that one batch's round trips dominate.
     webhook_writers: int = Field(
-        default=2, alias="TUNEYARD_WEBHOOK_WRITERS", ge=1, le=32
+        default=1, alias="TUNEYARD_WEBHOOK_WRITERS", ge=1, le=32
     )
     webhook_max_bytes: int = Field(
         default=16 * 1024 * 1024, alias="TUNEYARD_WEBHOOK_MAX_BYTES", ge=1024

@@ -66,9 +66,9 @@ def test_settings_are_read_from_env_file(tmp_path: Path) -> None:
         ("TUNEYARD_SHUTDOWN_TIMEOUT", "-1", "TUNEYARD_SHUTDOWN_TIMEOUT: Input should"),
         ("TUNEYARD_DB_POOL_SIZE", "1", "TUNEYARD_DB_POOL_SIZE: Input should be"),
         (
-            "TUNEYARD_DB_POOL_SIZE",
-            "2",
-            "TUNEYARD_WEBHOOK_WRITERS (2) must be below TUNEYARD_DB_POOL_SIZE (2)",
+            "TUNEYARD_WEBHOOK_WRITERS",
+            "10",
+            "TUNEYARD_WEBHOOK_WRITERS (10) must be below TUNEYARD_DB_POOL_SIZE (10)",
         ),
     ],
 )
