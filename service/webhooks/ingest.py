@@ -9,8 +9,9 @@ commits, and only then wakes each waiting request with its own outcome: every
 answer still follows the durable write of its data, while a commit (the
 expensive part: a WAL flush) is shared by the whole batch. Running each step
 over the batch, rather than a little of everything per request, is also what
-makes it cheap: under load a request's own code runs with cold caches, at two to
-three times the cost it has in a loop.
+makes it cheap: under load, code that each request runs for itself, between
+other requests' code, runs with cold caches. Verifying and parsing a webhook
+took about 40 us that way, against 11 us in a loop.
 
 Several writers may work at once, each with its own queue. A webhook goes to the
 writer its training hashes to, so one training's webhooks are applied by one

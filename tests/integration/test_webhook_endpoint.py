@@ -131,6 +131,29 @@ async def test_webhook_that_cannot_be_verified_is_a_4xx_problem(
     assert await pool.fetchval("SELECT count(*) FROM training_events") == 0
 
 
+async def test_webhooks_arriving_together_are_each_judged_on_their_own(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    # Sent at once, they are verified and read as one batch: a forged or
+    # malformed one is refused alone, and every good one beside it is recorded.
+    good = [
+        signed_webhook(WEBHOOK_SECRET, training_body(f"r8-{n}", "processing"))
+        for n in range(8)
+    ]
+    forged_body, forged = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8-forged", "succeeded")
+    )
+    _tamper_signature(forged)
+    malformed = signed_webhook(WEBHOOK_SECRET, b"{not json")
+    sent = [*good[:4], (forged_body, forged), malformed, *good[4:]]
+
+    responses = await asyncio.gather(*(post(client, b, h) for b, h in sent))
+
+    assert [r.status for r in responses] == [200] * 4 + [401, 400] + [200] * 4
+    recorded = await pool.fetch("SELECT replicate_id FROM training_events")
+    assert sorted(r["replicate_id"] for r in recorded) == [f"r8-{n}" for n in range(8)]
+
+
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [
