@@ -35,7 +35,7 @@ bench: $(VENV)/.installed-bench
 	@command -v wrk >/dev/null || { echo "installing wrk"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; \
 		else sudo apt-get install -y -q wrk; fi; }
-	$(BIN)/python bench/ingestion.py --rounds 3
+	$(BIN)/python bench/ingestion.py --rounds 5
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/submission.py
 	$(BIN)/python bench/versions_page.py

@@ -12,7 +12,7 @@ Each round resets the database and signs fresh webhooks, then runs the floor and
 Tuneyard one after the other; the figures are the median round, and the ratio is
 Tuneyard's webhooks/s over the floor's.
 
-Usage: python bench/ingestion.py [--rounds 3] [--seconds 10] [--connections 32]
+Usage: python bench/ingestion.py [--rounds 5] [--seconds 10] [--connections 32]
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ async def main(rounds: int, seconds: int, connections: int) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
