@@ -163,13 +163,17 @@ What was tried, and what is left:
 - Tried and not kept, as no better beyond the noise: a pipelined writer that
   reads and applies the next batch while the last is being written, two
   writers, and uvloop.
-- Left: in a closed loop of 32 connections the rate is 32 over the latency,
-  and most of a batch's latency is PostgreSQL writing it (an event, a
-  training update touching eight indexes, a version, a callback row with its
-  JSON, and a foreign-key check for each). Less work there per webhook is
-  the next lever, then less Python per request in the middlewares. Several
-  processes per replica sharing the port would use the spare CPU, but would
-  no longer compare like with like against a one-process floor."""
+- Left: where Tuneyard's CPU per webhook is below the floor's and its event
+  loop is still idle part of the time, the rate is bound by latency: with 32
+  connections it is 32 over the time a webhook waits. That is its batch's two
+  round trips (the read, then the write with its commit), each resumed only
+  when the busy event loop comes back to the writer, and PostgreSQL's work on
+  the write (an event, a training update touching eight indexes, a version,
+  a callback row with its JSON, and a foreign-key check for each). Fewer
+  waits per batch (skipping the read for trainings the writer wrote last) and
+  less work per write are the next levers. Several processes per replica
+  sharing the port would use the spare CPU, but would no longer compare like
+  with like against a one-process floor."""
     )
 
 
