@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -31,9 +32,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id for the request's logs and write one access line."""
-    sent = request.headers.get(REQUEST_ID_HEADER, "")
+    sent = request.headers.get(REQUEST_ID_HEADER)
     # Random hex like a uuid4's, without building a UUID on every request.
-    request_id = sent if _REQUEST_ID.match(sent) else os.urandom(16).hex()
+    request_id = sent if sent and _REQUEST_ID.match(sent) else os.urandom(16).hex()
     # Each request runs in its own task with a copy of the context, so binding here
     # cannot leak into another request; clearing first drops the server's own.
     clear_contextvars()
@@ -53,14 +54,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         # metrics without bound.
         route = resource.canonical if resource is not None else "unmatched"
         metrics.observe_request(request.method, route, status, elapsed)
-        log.info(
-            "http_request",
-            method=request.method,
-            path=request.path,
-            route=route,
-            status=status,
-            duration_ms=round(elapsed * 1000, 2),
-        )
+        # Checked first, since the line's fields cost more than the check when
+        # the level leaves it out (as under load, at warning).
+        if log.is_enabled_for(logging.INFO):
+            log.info(
+                "http_request",
+                method=request.method,
+                path=request.path,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
 
 
 @web.middleware

@@ -77,6 +77,10 @@ UNSTORABLE = "contains a NUL character or an unpaired surrogate, which cannot be
 
 def url_is_storable(request: web.Request) -> bool:
     """Whether the path and query can reach the database without an error."""
+    raw = request.raw_path
+    if raw.isascii() and "%" not in raw and "\x00" not in raw:
+        # Nothing escaped: the path and query are this text as it stands.
+        return True
     return storable(request.path) and all(
         storable(key) and storable(value) for key, value in request.query.items()
     )
