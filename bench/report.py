@@ -1,7 +1,8 @@
 """Write docs/BENCHMARKS.md and docs/benchmarks.png from bench/results/*.json.
 
 Run after the benchmarks (make bench does both); every figure in the document
-comes from the results files of that run.
+comes from the results files of that run, except the comparisons quoted under
+"What was tried", which say which runs they come from.
 """
 
 from __future__ import annotations
@@ -154,26 +155,30 @@ def _verdict(ingestion: dict) -> str:
         verdict
         + """
 
-What was tried, and what is left:
+What was tried, and what is left. The ratios quoted here are not from this
+run: each pair comes from one run of `bench/compare.py` on 2026-12-04, which
+puts two versions beside the floor in the same five rounds (medians shown),
+the only way to tell two versions apart on this machine.
 
-- Tried and kept: checking signatures and parsing bodies in the ingestor's
-  batches (the handler only reads the body), callback snapshots serialised
-  from plain data, one writer, and a garbage collector kept off start-up's
-  objects.
-- Tried and not kept, as no better beyond the noise: a pipelined writer that
-  reads and applies the next batch while the last is being written, two
-  writers, and uvloop.
-- Left: where Tuneyard's CPU per webhook is below the floor's and its event
-  loop is still idle part of the time, the rate is bound by latency: with 32
-  connections it is 32 over the time a webhook waits. That is its batch's two
-  round trips (the read, then the write with its commit), each resumed only
-  when the busy event loop comes back to the writer, and PostgreSQL's work on
-  the write (an event, a training update touching eight indexes, a version,
-  a callback row with its JSON, and a foreign-key check for each). Fewer
-  waits per batch (skipping the read for trainings the writer wrote last) and
-  less work per write are the next levers. Several processes per replica
-  sharing the port would use the spare CPU, but would no longer compare like
-  with like against a one-process floor."""
+- Kept: checking signatures and parsing bodies in the ingestor's batches (the
+  handler only reads the body), callback snapshots serialised from plain
+  data, one writer, a garbage collector kept off start-up's objects, and
+  lighter middlewares (0.90x against 0.84x, median of five rounds).
+- Measured and not kept: a pipelined writer that reads and applies the next
+  batch while the last is being written (0.74x against 0.88x: smaller
+  batches, more CPU a webhook), yielding once before taking a batch (0.72x
+  against 0.82x), a read written as a UNION for generic plans (0.77x against
+  0.84x), two writers, and uvloop.
+- Left: the middlewares as a whole. Served without them, Tuneyard measured
+  0.98x against 0.82x: binding the request id, the access line and the
+  request metrics, and the error and authentication layers, cost about
+  25 µs a request, most of the gap. Then the latency of each batch: its two
+  round trips, each resumed only when the busy event loop comes back to the
+  writer, and PostgreSQL's work on the write (an event, a training update
+  touching eight indexes, a version, a callback row with its JSON, and a
+  foreign-key check for each). Several processes per replica sharing the
+  port would use the spare CPU, but would no longer compare like with like
+  against a one-process floor."""
     )
 
 
@@ -376,7 +381,9 @@ and the floor's references in `../shared/bench` (or `FLOOR_DIR`). Each benchmark
 can be run alone: `.venv/bin/python bench/ingestion.py --rounds 5`,
 `bench/intake.py`, `bench/submission.py` and `bench/versions_page.py`. Each
 writes its figures to `bench/results/`, and `bench/report.py` turns those into
-this page.
+this page. To compare two settings, such as `TUNEYARD_WEBHOOK_WRITERS`, run
+`.venv/bin/python bench/compare.py "NAME=1" "NAME=2"`: the floor and both in
+every round.
 """
     )
 
