@@ -54,8 +54,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         # metrics without bound.
         route = resource.canonical if resource is not None else "unmatched"
         metrics.observe_request(request.method, route, status, elapsed)
-        # Checked first, since the line's fields cost more than the check when
-        # the level leaves it out (as under load, at warning).
+        # Checked first: where the level leaves the line out, building its
+        # fields would cost more than the check.
         if log.is_enabled_for(logging.INFO):
             log.info(
                 "http_request",
