@@ -94,8 +94,8 @@ class VersionResource(BaseModel):
 
 # The representations as plain data, in the models' field order. The models
 # above are built from them for API answers; callback events serialise them
-# directly (`to_json`), which gives the same JSON at a third of the cost, and
-# the outbox is written for nearly every webhook.
+# directly (`to_json`), which gives the same JSON and halves the cost of a
+# callback event, written for nearly every webhook.
 
 
 def training_fields(record: TrainingRecord, base: str) -> dict[str, Any]:
