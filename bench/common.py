@@ -171,7 +171,10 @@ class BenchDatabase:
 class ServiceProcess:
     """`tuneyard serve` on a free port, quiet, workers off unless asked."""
 
-    def __init__(self, database_url: str, **settings: str) -> None:
+    def __init__(
+        self, database_url: str, *, tree: Path = ROOT, **settings: str
+    ) -> None:
+        self.tree = tree
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -190,7 +193,7 @@ class ServiceProcess:
 
     async def __aenter__(self) -> ServiceProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"], env=self.env, cwd=ROOT
+            [sys.executable, "-m", "service", "serve"], env=self.env, cwd=self.tree
         )
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:

@@ -10,6 +10,10 @@ noise.
 
 Usage: python bench/compare.py "TUNEYARD_WEBHOOK_WRITERS=1" "TUNEYARD_WEBHOOK_WRITERS=2"
        [--rounds 5] [--seconds 10] [--connections 32]
+
+A configuration may also name the code it runs, as `tree=PATH`: a checkout of
+another commit (`git worktree add /tmp/before HEAD~1`), to compare a change
+with what came before it. Without it, both run this checkout.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import os
 import statistics
+from pathlib import Path
 
 from common import ROOT, BenchDatabase, floor_directory
 from ingestion import make_webhooks, reset, run_floor, run_tuneyard
@@ -28,14 +33,20 @@ def settings(spec: str) -> dict[str, str]:
     pairs = [word.split("=", 1) for word in spec.split()]
     if any(len(pair) != 2 for pair in pairs):
         raise SystemExit(f"not NAME=value pairs: {spec!r}")
-    return dict(pairs)
+    chosen = dict(pairs)
+    tree = Path(chosen.get("tree", ROOT))
+    if not (tree / "service" / "__main__.py").is_file():
+        raise SystemExit(f"tree={tree}: not a Tuneyard checkout")
+    return chosen
 
 
 async def run_with(settings: dict[str, str], *args: object) -> dict:
+    settings = dict(settings)
+    tree = Path(settings.pop("tree", ROOT))
     saved = dict(os.environ)
     os.environ.update(settings)
     try:
-        return await run_tuneyard(*args)  # type: ignore[arg-type]
+        return await run_tuneyard(*args, tree=tree)  # type: ignore[arg-type]
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -197,10 +197,15 @@ async def run_floor(
 
 
 async def run_tuneyard(
-    floor: Path, db: BenchDatabase, webhooks: Path, seconds: int, connections: int
+    floor: Path,
+    db: BenchDatabase,
+    webhooks: Path,
+    seconds: int,
+    connections: int,
+    tree: Path = ROOT,
 ) -> dict:
     async with ServiceProcess(
-        db.url, REPLICATE_WEBHOOK_SECRET=SECRET, TUNEYARD_LOG_LEVEL="warning"
+        db.url, tree=tree, REPLICATE_WEBHOOK_SECRET=SECRET, TUNEYARD_LOG_LEVEL="warning"
     ) as service:
         assert service.process is not None
         figures = await asyncio.to_thread(
