@@ -15,8 +15,8 @@ from .api import (
     versions,
     webhooks,
 )
-from .api.callers import TOKEN_CACHE, TokenCache, authenticate
-from .api.middleware import problem_details, request_context
+from .api.callers import TOKEN_CACHE, TokenCache
+from .api.middleware import tuneyard
 from .config import Settings
 from .errors import ConfigError
 from .store import migrations
@@ -31,7 +31,7 @@ async def _build_document(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     """Build the Tuneyard application; resources open when it starts."""
     app = web.Application(
-        middlewares=[request_context, problem_details, authenticate],
+        middlewares=[tuneyard],
         # Bodies are read with per-endpoint limits; this is only the backstop.
         client_max_size=settings.webhook_max_bytes,
     )

@@ -12,8 +12,11 @@ table.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -26,40 +29,72 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from .logs import get_logger
 from .store.pool import DATABASE_UNAVAILABLE
 
 log = get_logger()
 
-HTTP_REQUESTS = Counter(
-    "tuneyard_http_requests",
-    "HTTP requests answered, by route template and status.",
-    ["method", "route", "status"],
-)
-HTTP_DURATION = Histogram(
-    "tuneyard_http_request_duration_seconds",
-    "Time to answer an HTTP request, by route template.",
-    ["method", "route"],
-)
+
+class RequestMetrics:
+    """Requests answered, by route template and status, and their durations.
+
+    Kept as plain numbers and turned into Prometheus families only when
+    /metrics is scraped. prometheus_client's own series take a lock on every
+    update, and a histogram walks its buckets under it: on the webhook path that
+    was a tenth of the request's own bookkeeping. Every request is answered on
+    the one event loop thread, so these numbers need no lock.
+    """
+
+    BUCKETS = Histogram.DEFAULT_BUCKETS
+
+    def __init__(self) -> None:
+        self._answered: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): the sum of durations, then one count per bucket
+        # (not cumulative; summed when scraped).
+        self._durations: dict[tuple[str, str], list[float]] = {}
+        self._bounds = self.BUCKETS[:-1]  # the last is +Inf
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        key = (method, route, status)
+        self._answered[key] = self._answered.get(key, 0) + 1
+        timed = self._durations.get((method, route))
+        if timed is None:
+            timed = self._durations[method, route] = [0.0] * (len(self.BUCKETS) + 1)
+        timed[0] += seconds
+        # Buckets are upper bounds, inclusive: the first bound >= seconds.
+        timed[1 + bisect.bisect_left(self._bounds, seconds)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        answered = CounterMetricFamily(
+            "tuneyard_http_requests",
+            "HTTP requests answered, by route template and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in list(self._answered.items()):
+            answered.add_metric([method, route, str(status)], count)
+        yield answered
+        durations = HistogramMetricFamily(
+            "tuneyard_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            labels=["method", "route"],
+        )
+        for (method, route), timed in list(self._durations.items()):
+            cumulative = list(itertools.accumulate(timed[1:]))
+            buckets = [
+                (floatToGoString(bound), count)
+                for bound, count in zip(self.BUCKETS, cumulative, strict=True)
+            ]
+            durations.add_metric([method, route], buckets, sum_value=timed[0])
+        yield durations
 
 
-def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """Count one answered request and its latency."""
-    counted, timed = _request_series(method, route, status)
-    counted.inc()
-    timed.observe(seconds)
-
-
-@functools.lru_cache(maxsize=4096)
-def _request_series(method: str, route: str, status: int) -> tuple[Any, Any]:
-    # Looking a labelled series up takes a lock each time; every request would
-    # pay it twice. Routes are templates and unmatched paths share one label,
-    # so the combinations are few.
-    return (
-        HTTP_REQUESTS.labels(method, route, status),
-        HTTP_DURATION.labels(method, route),
-    )
+REQUESTS = RequestMetrics()
+REGISTRY.register(REQUESTS)
+observe_request = REQUESTS.observe
 
 
 WEBHOOKS_RECEIVED = Counter(
@@ -88,8 +123,8 @@ TRANSITIONS = Counter(
 
 @functools.lru_cache(maxsize=256)
 def transitions(status: str, source: str) -> Any:
-    """The series counting moves to `status` reported by `source` (see
-    _request_series on why it is looked up once)."""
+    """The series counting moves to `status` reported by `source`, looked up
+    once: looking a labelled series up takes a lock each time."""
     return TRANSITIONS.labels(status, source)
 
 

@@ -16,7 +16,6 @@ from typing import ClassVar
 
 import asyncpg
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from ..errors import ProblemError
 from ..resources import POOL, SETTINGS
@@ -106,22 +105,26 @@ def _bearer(request: web.Request) -> str | None:
     return token
 
 
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    path = request.path
-    if path.startswith(OPEN_PREFIXES) or path.startswith(SIGNED_PREFIXES):
-        return await handler(request)
+def is_open(path: str) -> bool:
+    """Whether a path is served without a token: the API document, and
+    Replicate's webhooks, which are checked by their signature instead."""
+    return path.startswith(OPEN_PREFIXES) or path.startswith(SIGNED_PREFIXES)
+
+
+async def authenticate(request: web.Request) -> None:
+    """Check a request's token (for a path that is not open) and record its
+    caller; raises Unauthenticated otherwise."""
     settings = request.app[SETTINGS]
-    if path in OPS_PATHS:
+    if request.path in OPS_PATHS:
         if settings.ops_token is not None:
             given = _bearer(request) or ""
             expected = settings.ops_token.get_secret_value()
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 raise Unauthenticated("this endpoint needs the operations token")
-        return await handler(request)
+        return
     if not settings.auth_required:
         request[CALLER] = Caller(ANONYMOUS)
-        return await handler(request)
+        return
 
     token = _bearer(request)
     if token is None:
@@ -130,4 +133,3 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if caller is None:
         raise Unauthenticated("the token is unknown or revoked")
     request[CALLER] = caller
-    return await handler(request)

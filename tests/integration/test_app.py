@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -43,6 +44,12 @@ async def _conflict(request: web.Request) -> web.Response:
     raise Conflict("training trn_1 has already finished")
 
 
+async def _cancelled(request: web.Request) -> web.Response:
+    # What a request sees when its task is cancelled, as when the client goes
+    # away mid-body or a second signal forces the shutdown.
+    raise asyncio.CancelledError
+
+
 async def _query(request: web.Request) -> web.Response:
     return web.json_response(await request.app[POOL].fetchval("SELECT 1"))
 
@@ -50,6 +57,7 @@ async def _query(request: web.Request) -> web.Response:
 def _add_test_routes(app: web.Application) -> None:
     app.router.add_get("/test/boom", _boom)
     app.router.add_get("/test/conflict", _conflict)
+    app.router.add_get("/test/cancelled", _cancelled)
     app.router.add_get("/test/query", _query)
 
 
@@ -144,6 +152,17 @@ async def test_one_access_line_per_request(
     lines = events(log_stream, "http_request")
     assert [line["status"] for line in lines] == [200, 200, 200, 404]
     assert len({line["request_id"] for line in lines}) == 4
+
+
+async def test_a_cancelled_request_is_logged_as_closed_not_as_failed(
+    client: TestClient, log_stream: io.StringIO
+) -> None:
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await client.get("/test/cancelled")
+
+    [access] = events(log_stream, "http_request")
+    assert (access["path"], access["status"]) == ("/test/cancelled", 499)
+    assert events(log_stream, "unhandled_error") == []
 
 
 async def test_readyz_answers_ready_when_database_is_current(
