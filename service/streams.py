@@ -1,8 +1,11 @@
 """Live streams of a training's events, whichever replica records them.
 
 Recording an event NOTIFYs its training id on store.trainings.EVENTS_CHANNEL. Each
-process holds one connection that LISTENs there and wakes the streams open in that
-process for that training; a woken stream reads what is new from the database.
+process holds one connection that LISTENs there while a stream is open in it, and
+wakes the streams open for that training; a woken stream reads what is new from
+the database. With no stream open it does not listen: every webhook batch
+notifies once per training, and a replica nobody streams from would only read
+and drop those notifications.
 The database stays the only source of events: a notification only says "look",
 so one that is lost (say, while the connection is re-established) costs nothing
 but a look, and every stream looks again after a reconnect.
@@ -54,6 +57,10 @@ class EventHub:
         self._reconnect_max = reconnect_max
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        # Set when the listener should look again: the first stream opened, the
+        # last one closed, or its connection was lost.
+        self._stirred = asyncio.Event()
+        self.listening = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="event-hub")
@@ -66,7 +73,12 @@ class EventHub:
                 await self._task
 
     def subscribe(self, training_id: str) -> Subscription:
+        """A stream's interest in a training. It is woken once the hub listens
+        (not at once if this is the process's first stream), so a stream reads
+        the database once more after anything it could have missed."""
         subscription = Subscription(training_id)
+        if not self._subscriptions:
+            self._stirred.set()
         self._subscriptions[training_id].add(subscription)
         return subscription
 
@@ -76,6 +88,8 @@ class EventHub:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscriptions[subscription.training_id]
+                if not self._subscriptions:
+                    self._stirred.set()
 
     def close_streams(self) -> None:
         """Ask every open stream to end: the process is shutting down, and a stream
@@ -102,15 +116,14 @@ class EventHub:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _, event=lost: event.set())
-                await conn.add_listener(EVENTS_CHANNEL, self._notified)
+
+                def on_lost(_: object, lost: asyncio.Event = lost) -> None:
+                    lost.set()
+                    self._stirred.set()
+
+                conn.add_termination_listener(on_lost)
                 delay = 0.2
-                # Anything recorded while no one listened is found by looking again.
-                self._wake_all()
-                while not lost.is_set() and not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._reconnect_max):
-                            await lost.wait()
+                await self._follow_streams(conn, lost)
                 log.warning("event_hub_disconnected")
             except DATABASE_UNAVAILABLE as exc:
                 log.debug("event_hub_connect_failed", error=str(exc))
@@ -119,7 +132,32 @@ class EventHub:
                 # must not lose their feed for good: log it and connect again.
                 log.exception("event_hub_failed")
             finally:
+                self.listening = False
                 if conn is not None and not conn.is_closed():
                     await conn.close(timeout=1)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, self._reconnect_max)
+
+    async def _follow_streams(
+        self, conn: asyncpg.Connection, lost: asyncio.Event
+    ) -> None:
+        """LISTEN while a stream is open, until the connection is lost."""
+        while not lost.is_set() and not conn.is_closed():
+            # Cleared before looking, so a change made while this waits below
+            # (or while it runs LISTEN) is seen on the next turn.
+            self._stirred.clear()
+            wanted = bool(self._subscriptions)
+            if wanted and not self.listening:
+                await conn.add_listener(EVENTS_CHANNEL, self._notified)
+                self.listening = True
+                # Anything recorded before this listened is found by looking again.
+                self._wake_all()
+            elif not wanted and self.listening:
+                await conn.remove_listener(EVENTS_CHANNEL, self._notified)
+                self.listening = False
+            else:
+                # Woken early by a change; the timeout only bounds how long a
+                # connection that died without a word goes unnoticed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._reconnect_max):
+                        await self._stirred.wait()

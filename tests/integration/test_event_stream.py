@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import asyncpg
 from aiohttp.test_utils import TestClient
 
+from service.resources import EVENT_HUB
+from service.store.trainings import EVENTS_CHANNEL
+from service.streams import EventHub
+
 from ..support.factories import TRAINER, replicate_training
+from ..support.simulator import wait_until
 from ..support.sse import ServerSentEvent, read_events
 from ..support.webhooks import signed_webhook
 from .conftest import WEBHOOK_SECRET
@@ -59,6 +65,52 @@ async def test_stream_shows_events_as_they_happen_and_ends_when_finished(
     ]
     assert [int(e.id) for e in events[:3]] == sorted(int(e.id) for e in events[:3])
     assert events[-1].json() == {"status": "succeeded"}
+
+
+async def test_the_process_listens_for_events_only_while_a_stream_is_open(
+    client: TestClient,
+) -> None:
+    hub = client.server.app[EVENT_HUB]
+    training_id = await submit(client)
+    await send_webhook(client, training_id, "starting")
+    assert not hub.listening
+
+    response = await client.get(f"/v1/trainings/{training_id}/events", headers=STREAM)
+    reading = asyncio.create_task(collect(response))
+    await wait_until(lambda: hub.listening, message="the hub listens")
+    await send_webhook(client, training_id, "succeeded")
+    events = await asyncio.wait_for(reading, timeout=10)
+
+    assert [e.json().get("status") for e in events] == [
+        "starting",
+        "succeeded",
+        "succeeded",
+    ]
+    await wait_until(lambda: not hub.listening, message="the hub stops listening")
+
+
+async def test_a_stream_is_told_to_look_again_once_the_process_listens(
+    clean_database: str,
+) -> None:
+    hub = EventHub(clean_database)
+    subscription = hub.subscribe("trn_01JF0000000000000000000000")
+    notify = await asyncpg.connect(clean_database)
+    try:
+        # Recorded before the process listens: this notification is lost to it...
+        await notify.execute(
+            "SELECT pg_notify($1, $2)", EVENTS_CHANNEL, subscription.training_id
+        )
+        hub.start()
+        # ...so the stream is woken once it listens, to read the database again.
+        assert await subscription.wait(10)
+        assert hub.listening
+        await notify.execute(
+            "SELECT pg_notify($1, $2)", EVENTS_CHANNEL, subscription.training_id
+        )
+        assert await subscription.wait(10)
+    finally:
+        await hub.stop()
+        await notify.close()
 
 
 async def test_stream_resumes_after_last_event_id(client: TestClient) -> None:
