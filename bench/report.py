@@ -157,28 +157,39 @@ def _verdict(ingestion: dict) -> str:
 
 What was tried, and what is left. The ratios quoted here are not from this
 run: each pair comes from one run of `bench/compare.py` on 2026-12-04, which
-puts two versions beside the floor in the same five rounds (medians shown),
-the only way to tell two versions apart on this machine.
+puts two versions beside the floor in the same rounds (medians shown), the
+only way to tell two versions apart on this machine, and even so a coarse one:
+two of its runs of the same pair of versions disagreed by 0.09 on the
+difference between them, and one version's rounds within a run spanned 0.7x
+to 1.4x.
 
 - Kept: checking signatures and parsing bodies in the ingestor's batches (the
   handler only reads the body), callback snapshots serialised from plain
-  data, one writer, a garbage collector kept off start-up's objects, and
-  lighter middlewares (0.90x against 0.84x, median of five rounds).
+  data, one writer, a garbage collector kept off start-up's objects, one
+  middleware in place of three with the request metrics kept without locks
+  (a warm loop through it: 9.8 µs a request against 11.5 µs), and the event
+  hub listening only while a stream is open.
 - Measured and not kept: a pipelined writer that reads and applies the next
   batch while the last is being written (0.74x against 0.88x: smaller
   batches, more CPU a webhook), yielding once before taking a batch (0.72x
   against 0.82x), a read written as a UNION for generic plans (0.77x against
-  0.84x), two writers, and uvloop.
-- Left: the middlewares as a whole. Served without them, Tuneyard measured
-  0.98x against 0.82x: binding the request id, the access line and the
-  request metrics, and the error and authentication layers, cost about
-  25 µs a request, most of the gap. Then the latency of each batch: its two
-  round trips, each resumed only when the busy event loop comes back to the
-  writer, and PostgreSQL's work on the write (an event, a training update
-  touching eight indexes, a version, a callback row with its JSON, and a
-  foreign-key check for each). Several processes per replica sharing the
-  port would use the spare CPU, but would no longer compare like with like
-  against a one-process floor."""
+  0.84x), two writers by training (0.89x against 0.85x, with more CPU a
+  webhook in five rounds of six), two writers where the idle one takes
+  everything waiting (0.80x against 0.89x), and uvloop. None beat the noise.
+- Where a batch's time goes: timed inside the process, a batch of 16 spent
+  about 1.4 ms on its read and 3.5 ms on its write, where PostgreSQL's log put
+  their execution at 0.17 ms and 1.7 ms. Most of it is waiting for the event
+  loop, busy with the other requests' HTTP, to come back to the writer; a
+  second writer would fill that wait in theory, but did not in the runs
+  above. An earlier run served without middlewares measured 0.98x against
+  0.82x; their own work is about 4 µs of a request, so that gap was mostly
+  noise.
+- Left: less event-loop CPU per request (most of what is left is aiohttp's
+  HTTP work, the same as the floor's); less to encode per batch (asyncpg's
+  encoding of the write's 39 array parameters is about a tenth of the
+  process's CPU); or several processes per replica sharing the port, which
+  would use the spare CPU but no longer compare like with like against a
+  one-process floor."""
     )
 
 
@@ -383,7 +394,9 @@ can be run alone: `.venv/bin/python bench/ingestion.py --rounds 5`,
 writes its figures to `bench/results/`, and `bench/report.py` turns those into
 this page. To compare two settings, such as `TUNEYARD_WEBHOOK_WRITERS`, run
 `.venv/bin/python bench/compare.py "NAME=1" "NAME=2"`: the floor and both in
-every round.
+every round. To compare a change with the commit before it, check that commit
+out beside this one (`git worktree add /tmp/before HEAD~1`) and name it as one
+side: `.venv/bin/python bench/compare.py "tree=/tmp/before" ""`.
 """
     )
 
