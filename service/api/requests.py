@@ -31,20 +31,36 @@ class PayloadTooLarge(ProblemError):
     type = "/problems/payload-too-large"
 
 
+class ClientGone(ProblemError):
+    """The client closed its connection before sending the whole body.
+
+    Nobody reads the answer; the status (nginx's for this) is for the access
+    line and the metrics. Without it, the ConnectionResetError aiohttp raises
+    would pass for the database's, which is a ConnectionError too.
+    """
+
+    status = 499
+    title = "Client closed request"
+    type = "/problems/client-closed-request"
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes before reading them all."""
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise PayloadTooLarge(f"the body must be at most {limit} bytes")
-        return await request.read()
-    chunks = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body must be at most {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+    try:
+        if request.content_length is not None:
+            return await request.read()
+        chunks = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except ConnectionResetError:
+        raise ClientGone("the connection closed before the body arrived") from None
 
 
 async def read_json(

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from service.api.server import AppRunner
 from service.app import create_app
 from service.config import load_settings
 
@@ -20,6 +21,16 @@ WEBHOOK_SECRET = (
 )
 
 AppFactory = Callable[..., Awaitable[TestClient]]
+
+
+class ServedAsInProduction(TestServer):
+    """aiohttp's test server, but serving the way `tuneyard serve` does:
+    through Tuneyard's runner, and without cancelling a handler when its client
+    goes away (aiohttp's test server turns that on; its servers do not)."""
+
+    async def _make_runner(self, **kwargs: object) -> web.BaseRunner:
+        kwargs["handler_cancellation"] = False
+        return AppRunner(self.app, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -53,7 +64,7 @@ async def app_client() -> AsyncIterator[AppFactory]:
         app = create_app(load_settings(_env_file=None, **values))
         if prepare is not None:
             prepare(app)
-        server = TestServer(app, host="127.0.0.1", port=port)
+        server = ServedAsInProduction(app, host="127.0.0.1", port=port)
         client = TestClient(server)
         await client.start_server()
         clients.append(client)

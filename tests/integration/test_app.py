@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -163,6 +166,36 @@ async def test_a_cancelled_request_is_logged_as_closed_not_as_failed(
     [access] = events(log_stream, "http_request")
     assert (access["path"], access["status"]) == ("/test/cancelled", 499)
     assert events(log_stream, "unhandled_error") == []
+
+
+@pytest.mark.parametrize("path", ["/webhooks/replicate", "/v1/trainings"])
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+async def test_a_client_gone_mid_body_is_logged_as_closed_not_as_the_database(
+    client: TestClient, log_stream: io.StringIO, path: str, reset: bool
+) -> None:
+    _, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: tuneyard\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        '{"id": "r8'.encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    if reset:
+        # Linger 0: the close sends a reset rather than a FIN, as a load
+        # generator stopping mid-request does.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+    [access] = await wait_until(
+        lambda: events(log_stream, "http_request"), message="the access line"
+    )
+    assert (access["path"], access["status"]) == (path, 499)
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [line for line in lines if line["level"] != "info"] == []
 
 
 async def test_readyz_answers_ready_when_database_is_current(
