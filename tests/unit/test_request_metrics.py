@@ -58,3 +58,22 @@ def test_durations_fill_cumulative_buckets_bounds_inclusive() -> None:
     assert samples[("tuneyard_http_request_duration_seconds_count", labels)] == 4
     total = samples[("tuneyard_http_request_duration_seconds_sum", labels)]
     assert abs(total - 60.3101) < 1e-9
+
+
+def test_unknown_methods_share_one_label() -> None:
+    requests = RequestMetrics()
+    for method in ("FROB", "X" * 40, "BREW"):
+        requests.observe(method, "unmatched", 405, 0.001)
+
+    samples = scraped(requests)
+
+    answered = [
+        dict(labels)["method"]
+        for name, labels in samples
+        if name == "tuneyard_http_requests_total"
+    ]
+    assert answered == ["other"]
+    labels = frozenset(
+        {"method": "other", "route": "unmatched", "status": "405"}.items()
+    )
+    assert samples[("tuneyard_http_requests_total", labels)] == 3
