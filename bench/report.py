@@ -175,19 +175,23 @@ to 1.4x.
   against 0.82x), a read written as a UNION for generic plans (0.77x against
   0.84x), two writers by training (0.89x against 0.85x, with more CPU a
   webhook in five rounds of six), two writers where the idle one takes
-  everything waiting (0.80x against 0.89x), and uvloop. None beat the noise.
+  everything waiting (0.80x against 0.89x), a write that also reads the next
+  batch's trainings, one round trip a batch instead of two (0.94x against
+  0.94x), and uvloop. None beat the noise.
 - Where a batch's time goes: timed inside the process, a batch of 16 spent
   about 1.4 ms on its read and 3.5 ms on its write, where PostgreSQL's log put
   their execution at 0.17 ms and 1.7 ms. Most of it is waiting for the event
-  loop, busy with the other requests' HTTP, to come back to the writer; a
-  second writer would fill that wait in theory, but did not in the runs
-  above. An earlier run served without middlewares measured 0.98x against
-  0.82x; their own work is about 4 µs of a request, so that gap was mostly
-  noise.
+  loop, busy with the other requests' HTTP, to come back to the writer. A
+  second writer, or one round trip fewer, should have shortened that wait,
+  but neither did in the runs above: the loop is busy for the HTTP side, and
+  on two cores PostgreSQL and wrk compete with it. An earlier run served
+  without middlewares measured 0.98x against 0.82x; their own work is about
+  4 µs of a request, so that gap was mostly noise.
 - Left: less event-loop CPU per request (most of what is left is aiohttp's
   HTTP work, the same as the floor's); less to encode per batch (asyncpg's
   encoding of the write's 39 array parameters is about a tenth of the
-  process's CPU); or several processes per replica sharing the port, which
+  process's CPU, and one JSON document a batch might halve it); or several
+  processes per replica sharing the port, which
   would use the spare CPU but no longer compare like with like against a
   one-process floor."""
     )
