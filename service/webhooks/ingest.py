@@ -26,9 +26,11 @@ import asyncio
 import collections
 import contextlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 from pydantic import ValidationError
@@ -64,6 +66,7 @@ class Delivery:
     verifier: WebhookVerifier
 
 
+_T = TypeVar("_T")
 _Arrived = tuple[Delivery, "asyncio.Future[Outcome]"]
 _Waiting = tuple[Item, "asyncio.Future[Outcome]"]
 
@@ -142,9 +145,7 @@ class WebhookIngestor:
 
     async def _read_arrivals(self) -> None:
         while True:
-            arrived = [await self._arrived.get()]
-            while not self._arrived.empty():
-                arrived.append(self._arrived.get_nowait())
+            arrived = await _next_batch(self._arrived)
             metrics.WEBHOOKS_RECEIVED.inc(len(arrived))
             verified = 0
             for delivery, done in arrived:
@@ -173,9 +174,7 @@ class WebhookIngestor:
 
     async def _write_batches(self, queue: asyncio.Queue[_Waiting]) -> None:
         while True:
-            batch = [await queue.get()]
-            while len(batch) < MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = await _next_batch(queue, MAX_BATCH)
             # A report already answered 503 (its deadline passed while the
             # database was away) will be sent again; writing it now would only
             # make the reports queued behind it miss their own deadlines.
@@ -227,6 +226,14 @@ class WebhookIngestor:
                     log.info("webhook_batch_conflict", size=len(items))
             async with conn.transaction():
                 return await apply_reports(conn, items, policy=self.policy)
+
+
+async def _next_batch(queue: asyncio.Queue[_T], most: float = math.inf) -> list[_T]:
+    """Wait for one entry, then take whatever else is queued, up to `most` in all."""
+    batch = [await queue.get()]
+    while len(batch) < most and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
 
 
 def _fail(done: asyncio.Future[Outcome], exc: BaseException) -> None:
