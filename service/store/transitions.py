@@ -196,6 +196,7 @@ async def apply_reports(
     *,
     policy: Policy,
     lock: bool = True,
+    snapshot: Snapshot | None = None,
 ) -> list[Outcome]:
     """Apply reports in order; call inside a transaction. One outcome per item.
 
@@ -203,7 +204,31 @@ async def apply_reports(
     Tuneyard's id. A webhook for a training whose create answer was lost names
     Tuneyard's id in its URL: the first report carrying a Replicate id settles
     that create.
+
+    `snapshot` is what `read_batch` found for these items, when the caller
+    read them itself; otherwise they are read here.
     """
+    if snapshot is None:
+        snapshot = await read_batch(conn, items, lock=lock)
+    batch = _Batch(policy, snapshot.trainings, snapshot.recorded)
+    pending = [batch.apply(item) for item in items]
+    written = await batch.write(conn)
+    return [p.outcome(written) for p in pending]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The trainings a batch of reports names, as read, and which of its
+    webhook-ids were already recorded."""
+
+    trainings: list[TrainingRecord]
+    recorded: set[str]
+
+
+async def read_batch(
+    conn: asyncpg.Connection, items: Sequence[Item], *, lock: bool
+) -> Snapshot:
+    """Step 1 (and 2) of `apply_reports`: with `lock`, under row locks."""
     replicate_ids = [i.report.replicate_id for i in items if i.report.replicate_id]
     training_ids = [i.training_id for i in items if i.training_id]
     webhook_ids = [i.report.webhook_id for i in items if i.report.webhook_id]
@@ -217,11 +242,7 @@ async def apply_reports(
         }
     else:
         recorded = set()
-
-    batch = _Batch(policy, [TrainingRecord.from_row(row) for row in rows], recorded)
-    pending = [batch.apply(item) for item in items]
-    written = await batch.write(conn)
-    return [p.outcome(written) for p in pending]
+    return Snapshot([TrainingRecord.from_row(row) for row in rows], recorded)
 
 
 @dataclass

@@ -301,3 +301,54 @@ async def test_a_webhook_answered_503_while_queued_is_not_written_afterwards(
         late_headers["webhook-id"],
     )
     assert recorded == 0
+
+
+async def test_a_committed_webhook_is_answered_though_the_next_batch_is_stuck(
+    app_client: AppFactory,
+    proxied_database_url: str,
+    db_proxy: DatabaseProxy,
+    pool: asyncpg.Pool,
+) -> None:
+    # A batch's answers wait for the next batch's read (webhooks.ingest._Answers),
+    # but only for a moment: here that read never returns, and the first
+    # webhook, already committed, must not wait for its timeout.
+    query_timeout = 4
+    client = await app_client(
+        proxied_database_url,
+        TUNEYARD_DB_TIMEOUT=str(query_timeout),
+        TUNEYARD_WEBHOOK_WRITERS="1",
+    )
+    first, first_headers = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8a", "processing")
+    )
+    second, second_headers = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8b", "processing")
+    )
+    loop = asyncio.get_running_loop()
+    # Hold the first batch's read until the second webhook waits behind it...
+    db_proxy.hold_when_sent(first_headers["webhook-id"].encode())
+    first_answer = asyncio.create_task(post(client, first, first_headers))
+    try:
+        await asyncio.wait_for(db_proxy.held(), 5)
+        second_answer = asyncio.create_task(post(client, second, second_headers))
+        await asyncio.sleep(0.3)
+        # ...then let the first batch through, and stop the second's read.
+        db_proxy.hold_when_sent(second_headers["webhook-id"].encode())
+        db_proxy.release()
+        began = loop.time()
+        answer = await first_answer
+        waited = loop.time() - began
+        await asyncio.wait_for(db_proxy.held(), 5)
+    finally:
+        db_proxy.release()
+
+    assert answer.status == 200
+    assert (await answer.json())["duplicate"] is False
+    # A commit and a moment, far below the stuck read's timeout.
+    assert waited < query_timeout / 2
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM training_events WHERE webhook_id = $1",
+        first_headers["webhook-id"],
+    )
+    assert recorded == 1
+    assert (await second_answer).status in (200, 503)

@@ -20,8 +20,10 @@ class DatabaseProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._stopped = asyncio.Event()
         # Whether the client's side stays open after the server closes its own.
         self.linger = False
+        self._hold_at: bytes | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -48,9 +50,20 @@ class DatabaseProxy:
     def hold(self) -> None:
         """Stop forwarding bytes (both ways) until release()."""
         self._flowing.clear()
+        self._stopped.set()
 
     def release(self) -> None:
         self._flowing.set()
+        self._stopped.clear()
+
+    def hold_when_sent(self, marker: bytes) -> None:
+        """hold(), once: just before the client sends bytes that hold `marker`
+        (a query's parameters, say), which are not forwarded either."""
+        self._hold_at = marker
+
+    async def held(self) -> None:
+        """Return once forwarding is held."""
+        await self._stopped.wait()
 
     async def _accept(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
@@ -86,6 +99,13 @@ class DatabaseProxy:
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if (
+                    not from_server
+                    and self._hold_at is not None
+                    and self._hold_at in data
+                ):
+                    self._hold_at = None
+                    self.hold()
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
