@@ -20,10 +20,9 @@ class DatabaseProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
-        self._stopped = asyncio.Event()
         # Whether the client's side stays open after the server closes its own.
         self.linger = False
-        self._hold_at: bytes | None = None
+        self._stops: list[Stop] = []
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -50,20 +49,18 @@ class DatabaseProxy:
     def hold(self) -> None:
         """Stop forwarding bytes (both ways) until release()."""
         self._flowing.clear()
-        self._stopped.set()
 
     def release(self) -> None:
         self._flowing.set()
-        self._stopped.clear()
 
-    def hold_when_sent(self, marker: bytes) -> None:
-        """hold(), once: just before the client sends bytes that hold `marker`
-        (a query's parameters, say), which are not forwarded either."""
-        self._hold_at = marker
-
-    async def held(self) -> None:
-        """Return once forwarding is held."""
-        await self._stopped.wait()
+    def stop_at(self, marker: bytes) -> Stop:
+        """Stop one connection, once: the first whose client sends bytes that
+        hold `marker` (a query's parameters, say). Those bytes, and all after
+        them on that connection, wait for the stop's release(); other
+        connections go on."""
+        stop = Stop(marker)
+        self._stops.append(stop)
+        return stop
 
     async def _accept(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
@@ -99,15 +96,33 @@ class DatabaseProxy:
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
-                if (
-                    not from_server
-                    and self._hold_at is not None
-                    and self._hold_at in data
-                ):
-                    self._hold_at = None
-                    self.hold()
+                if not from_server:
+                    for stop in self._stops:
+                        if stop.marker in data:
+                            self._stops.remove(stop)
+                            await stop.hold()
+                            break
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         if not (from_server and self.linger):
             writer.close()
+
+
+class Stop:
+    """Where DatabaseProxy.stop_at holds a connection."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self._reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def hold(self) -> None:
+        self._reached.set()
+        await self._released.wait()
+
+    async def reached(self) -> None:
+        await self._reached.wait()
+
+    def release(self) -> None:
+        self._released.set()
