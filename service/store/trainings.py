@@ -71,12 +71,15 @@ class TrainingRecord:
     def from_row(cls, row: asyncpg.Record) -> TrainingRecord:
         values = {name: row[name] for name in _RECORD_FIELDS}
         values["status"] = Status(values["status"])
-        return cls(**values)
+        return _filled(values)
 
     def with_changes(self, **changes: Any) -> TrainingRecord:
-        """A copy with some fields changed: dataclasses.replace without its
-        walk over every field's definition, which the webhook path felt."""
-        return TrainingRecord(**{**self.__dict__, **changes})
+        """A copy with some fields changed (dataclasses.replace, faster)."""
+        if not changes.keys() <= _RECORD_FIELD_SET:
+            raise TypeError(
+                f"not fields of a training: {changes.keys() - _RECORD_FIELD_SET}"
+            )
+        return _filled({**self.__dict__, **changes})
 
     @property
     def destination(self) -> ModelRef:
@@ -89,6 +92,19 @@ class TrainingRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord))
+_RECORD_FIELD_SET = frozenset(_RECORD_FIELDS)
+
+
+def _filled(values: dict[str, Any]) -> TrainingRecord:
+    """A record of every field's value, made without the dataclass's __init__.
+
+    A frozen dataclass sets each of its 28 fields through object.__setattr__,
+    and the webhook path makes a record for every training it reads and every
+    change it applies: taking the values as they are is a third of the cost.
+    """
+    record = object.__new__(TrainingRecord)
+    object.__setattr__(record, "__dict__", values)
+    return record
 
 
 @dataclass(frozen=True)
