@@ -145,56 +145,69 @@ def _verdict(ingestion: dict) -> str:
         f" Tuneyard's ran at {_server_busy(ingestion, 'tuneyard'):.0%} of a core."
     )
     ratio = median["ratio"]
-    verdict = (
+    return (
         f"**Against the target of 1.0x.** {'Met' if ratio >= 1.0 else 'Not met'}"
         f" in the median round ({ratio:.2f}x). {database} {server}"
     )
-    if ratio >= 1.0:
-        return verdict
-    return (
-        verdict
-        + """
 
+
+# Measured by hand with bench/compare.py, not by `make bench`: each pair below
+# comes from one such run, so it is written out here rather than computed.
+TRIED = """\
 What was tried, and what is left. The ratios quoted here are not from this
 run: each pair comes from one run of `bench/compare.py` on 2026-12-04, which
-puts two versions beside the floor in the same rounds (medians shown), the
-only way to tell two versions apart on this machine, and even so a coarse one:
-two of its runs of the same pair of versions disagreed by 0.09 on the
-difference between them, and one version's rounds within a run spanned 0.7x
-to 1.4x.
+puts two versions beside the floor in the same rounds (medians of five rounds
+shown). That is the only way to tell two versions apart on this machine: the
+floor alone moved by up to a third between rounds of one run, so the figure
+to trust is how the two versions compare within each round.
 
-- Kept: checking signatures and parsing bodies in the ingestor's batches (the
-  handler only reads the body), callback snapshots serialised from plain
-  data, one writer, a garbage collector kept off start-up's objects, one
-  middleware in place of three with the request metrics kept without locks
-  (a warm loop through it: 9.8 µs a request against 11.5 µs), and the event
-  hub listening only while a stream is open.
-- Measured and not kept: a pipelined writer that reads and applies the next
-  batch while the last is being written (0.74x against 0.88x: smaller
-  batches, more CPU a webhook), yielding once before taking a batch (0.72x
-  against 0.82x), a read written as a UNION for generic plans (0.77x against
-  0.84x), two writers by training (0.89x against 0.85x, with more CPU a
-  webhook in five rounds of six), two writers where the idle one takes
-  everything waiting (0.80x against 0.89x), a write that also reads the next
-  batch's trainings, one round trip a batch instead of two (0.94x against
-  0.94x), and uvloop. None beat the noise.
-- Where a batch's time goes: timed inside the process, a batch of 16 spent
-  about 1.4 ms on its read and 3.5 ms on its write, where PostgreSQL's log put
-  their execution at 0.17 ms and 1.7 ms. Most of it is waiting for the event
-  loop, busy with the other requests' HTTP, to come back to the writer. A
-  second writer, or one round trip fewer, should have shortened that wait,
-  but neither did in the runs above: the loop is busy for the HTTP side, and
-  on two cores PostgreSQL and wrk compete with it. An earlier run served
-  without middlewares measured 0.98x against 0.82x; their own work is about
-  4 µs of a request, so that gap was mostly noise.
-- Left: less event-loop CPU per request (most of what is left is aiohttp's
-  HTTP work, the same as the floor's); less to encode per batch (asyncpg's
-  encoding of the write's 39 array parameters is about a tenth of the
-  process's CPU, and one JSON document a batch might halve it); or several
-  processes per replica sharing the port, which
-  would use the spare CPU but no longer compare like with like against a
-  one-process floor."""
-    )
+- **Kept.**
+  - A committed batch's answers are given once the next batch's read has
+    returned, 5 ms at most. Each answer wakes its request to write its
+    response; given at once, that work ran in front of the next read's reply,
+    with the database idle, and the loop then idled through the write. Now the
+    responses are written while the next batch is being written: 1.06x against
+    0.91x, better in every round, by 4% to 23%.
+  - Training records made without a frozen dataclass's per-field setattr: the
+    writer alone (no HTTP) went from 51-57 to 48-53 µs of Python a webhook.
+  - From earlier work: signatures checked and bodies parsed in the ingestor's
+    batches, callback snapshots serialised from plain data, one writer, a
+    garbage collector kept off start-up's objects, one middleware in place of
+    three, and the event hub listening only while a stream is open.
+- **Measured and not kept.** Each cost more event-loop CPU a webhook than it
+  saved in waiting:
+  - reading the next batch ahead while the last is written, on a second
+    connection (1.02x against 1.04x);
+  - keeping the writer's connection between batches (0.99x against 1.04x);
+  - giving held answers one a loop turn, or half before the next read (0.90x
+    against 1.03x, 0.85x against 0.98x): interleaved, each piece of work runs
+    slower;
+  - checking signatures while the next batch's read is in flight (0.84x
+    against 1.01x);
+  - two writers (0.84x against 1.08x);
+  - letting arrivals gather for one more loop turn before they are checked
+    (1.01x against 1.02x);
+  - uvloop (1.02x against 1.01x).
+  - On the database's side: without the foreign keys of the events and the
+    outbox, with `json` in place of `jsonb` for their bodies, and with no
+    compression below 8 kB, PostgreSQL spent a fifth less CPU a webhook, but
+    no more webhooks were answered (0.99x against 0.98x, each version on a
+    database its own migrations made). Asynchronous commit, tried only to find
+    the bottleneck, changed nothing either.
+  - Earlier: a pipelined writer, yielding before taking a batch, a read
+    written as a UNION, two writers of other kinds, and one round trip a batch.
+- **Where the time goes.** With its writer replaced by an immediate answer,
+  the same process answers about 12,400 webhooks/s at 80 µs of CPU each
+  (2.3x the floor): HTTP, the middleware and the signature checks. The writer
+  adds about 70 µs a webhook: the read, applying the reports, and encoding and
+  decoding the write, with two round trips a batch. The loop is still idle for
+  about a fifth of the time, waiting on a batch's read or write.
+- **Left.** The writer's 70 µs. asyncpg encodes the write's 39 array
+  parameters at about 0.6 µs each even when empty, plus two `isinstance`
+  checks through Python for every element. Each round trip costs about 70 µs
+  of Python, and a callback snapshot about 8 µs. Several processes per
+  replica would use the spare CPU, but would no longer compare like with like
+  against a one-process floor."""
 
 
 def document(ingestion: dict, intake: dict, submission: dict, versions: dict) -> str:
@@ -305,6 +318,9 @@ How Tuneyard gets there:
 - **Group commit.** Concurrent webhooks share a transaction. Each request
   waits until its batch has committed, so nothing is acknowledged before it is
   durable.
+- **Answers after the next read.** When the next batch is already waiting,
+  its read goes to the database before the committed batch's answers are
+  given, so the answers' work overlaps the next write instead of delaying it.
 - **Two round trips a batch.** The writer reads the batch's trainings without
   locks and writes everything in one statement, which refuses as a whole if a
   training changed in between. The batch is then applied again.
@@ -321,6 +337,8 @@ processes serving the benchmark's database):
 {_cpu_rows(ingestion)}
 
 {_verdict(ingestion)}
+
+{TRIED}
 
 ## Intake
 
