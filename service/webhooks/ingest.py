@@ -254,7 +254,7 @@ class _Answers:
     with the database idle; given after the read, it runs while the next batch
     is being written, when the loop would otherwise wait for the database. In
     bench/compare.py this answered more webhooks a second in every round (a
-    median of 1.05x the floor against 0.91x).
+    median of 1.06x the floor against 0.91x).
 
     Every answer still follows its batch's commit, and a timer gives the answers
     after HOLD_ANSWERS however long the read takes.

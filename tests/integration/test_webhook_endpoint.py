@@ -28,6 +28,18 @@ async def post(client: TestClient, body: bytes, headers: dict, query: str = ""):
     return await client.post(f"/webhooks/replicate{query}", data=body, headers=headers)
 
 
+async def one_writer(
+    app_client: AppFactory, database_url: str, query_timeout: int
+) -> TestClient:
+    """The service with every webhook going to one writer, so a webhook queues
+    behind the batch before it."""
+    return await app_client(
+        database_url,
+        TUNEYARD_DB_TIMEOUT=str(query_timeout),
+        TUNEYARD_WEBHOOK_WRITERS="1",
+    )
+
+
 async def test_signed_webhook_moves_the_training_named_in_its_url(
     client: TestClient, pool: asyncpg.Pool
 ) -> None:
@@ -226,11 +238,7 @@ async def test_while_the_database_is_silent_a_queued_webhook_still_gets_a_prompt
     # so same writer). It must not wait for that batch's timeout and then its own:
     # Replicate would give up on it, and an API gateway before that.
     query_timeout = 4
-    client = await app_client(
-        proxied_database_url,
-        TUNEYARD_DB_TIMEOUT=str(query_timeout),
-        TUNEYARD_WEBHOOK_WRITERS="1",
-    )
+    client = await one_writer(app_client, proxied_database_url, query_timeout)
     loop = asyncio.get_running_loop()
     db_proxy.hold()
     try:
@@ -267,9 +275,7 @@ async def test_a_webhook_answered_503_while_queued_is_not_written_afterwards(
 ) -> None:
     # Replicate sends it again; writing it late would only make the webhooks
     # queued behind it miss their own deadlines after an outage.
-    client = await app_client(
-        proxied_database_url, TUNEYARD_DB_TIMEOUT="4", TUNEYARD_WEBHOOK_WRITERS="1"
-    )
+    client = await one_writer(app_client, proxied_database_url, query_timeout=4)
     # Answer queued webhooks well before the stuck batch's query times out, so
     # the second is answered while the first still holds the writer.
     client.server.app[INGESTOR].answer_within = 1.0
@@ -313,11 +319,7 @@ async def test_a_committed_webhook_is_answered_though_the_next_batch_is_stuck(
     # but only for a moment: here that read never returns, and the first
     # webhook, already committed, must not wait for its timeout.
     query_timeout = 4
-    client = await app_client(
-        proxied_database_url,
-        TUNEYARD_DB_TIMEOUT=str(query_timeout),
-        TUNEYARD_WEBHOOK_WRITERS="1",
-    )
+    client = await one_writer(app_client, proxied_database_url, query_timeout)
     first, first_headers = signed_webhook(
         WEBHOOK_SECRET, training_body("r8a", "processing")
     )
