@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from ..domain.names import ModelRef, parse_model
-from ..domain.text import first_unstorable, storable
+from ..domain.text import first_unstorable, json_loads, storable
 from ..errors import InvalidRequest, ProblemError, ValidationFailed
 from .callers import caller_of
 
@@ -73,7 +72,7 @@ async def read_json(
     """
     raw = await read_body(request, limit)
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the body must be a JSON object") from None
     where = first_unstorable(data)

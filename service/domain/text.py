@@ -3,14 +3,26 @@
 PostgreSQL's text and jsonb hold no NUL character, and JSON from outside can
 carry escaped surrogates that are not valid UTF-8. Callers' requests holding
 either are refused (a 4xx naming the field); Replicate's data is scrubbed
-instead, since refusing it would only make Replicate send it again.
+instead, since refusing it would only make Replicate send it again. NaN and
+Infinity, which Python's JSON readers take, are not JSON (RFC 8259) and jsonb
+refuses them: `json_loads` refuses them too, from anyone.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, NoReturn
 
 REPLACEMENT = "\ufffd"
+
+
+def json_loads(data: bytes | str) -> Any:
+    """json.loads, but only for JSON: ValueError for NaN, Infinity or -Infinity."""
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def storable(text: str) -> bool:

@@ -98,3 +98,23 @@ async def test_empty_cursor_means_the_first_page(client: TestClient) -> None:
     response = await client.get("/v1/destinations?cursor=")
 
     assert response.status == 200
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_a_non_json_number_is_a_400_not_stored_as_null(
+    client: TestClient, constant: str
+) -> None:
+    # Python's JSON reader takes these; JSON does not, and quietly storing null
+    # for the caller's NaN would change what it asked for.
+    raw = (
+        f'{{"destination": "acme/faces", "trainer": "{TRAINER}", '
+        f'"input": {{"learning_rate": {constant}}}}}'
+    )
+
+    response = await client.post(
+        "/v1/trainings", data=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+    assert "JSON" in (await response.json())["detail"]

@@ -355,3 +355,31 @@ async def test_a_committed_webhook_is_answered_though_the_next_batch_is_stuck(
     )
     assert recorded == 1
     assert (await second_answer).status == 200
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_a_body_with_a_non_json_number_is_a_400_problem(
+    client: TestClient, pool: asyncpg.Pool, constant: str
+) -> None:
+    # Python's JSON readers take these; JSON (RFC 8259) and PostgreSQL do not.
+    # Refused up front, the webhook is bad input, not a failed write.
+    body = b'{"id": "r8a", "status": "processing", "metrics": {"loss": %s}}' % (
+        constant.encode()
+    )
+    response = await post(client, *signed_webhook(WEBHOOK_SECRET, body))
+
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+    assert "JSON" in (await response.json())["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM training_events") == 0
+
+
+async def test_those_words_inside_a_string_are_kept(
+    client: TestClient, pool: asyncpg.Pool
+) -> None:
+    body = {"id": "r8a", "status": "processing", "logs": "loss=NaN, lr=Infinity"}
+    response = await post(client, *signed_webhook(WEBHOOK_SECRET, body))
+
+    assert response.status == 200
+    stored = await pool.fetchval("SELECT body->>'logs' FROM training_events")
+    assert stored == "loss=NaN, lr=Infinity"
