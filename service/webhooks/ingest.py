@@ -327,8 +327,8 @@ def _parse(body: bytes) -> tuple[Training, str]:
     """The training the body describes, and the body's text to keep.
 
     A body with no escape of an unstorable character and no word of
-    _NON_JSON_NUMBERS (nearly every one) is parsed once, by pydantic; raw UTF-8
-    cannot hold such a character, so the escapes are the only way in.
+    _NON_JSON_NUMBERS (nearly every one) is parsed once, by pydantic. Raw UTF-8
+    cannot hold an unstorable character, so its escapes are the only way in.
     """
     if not _UNSTORABLE_ESCAPE.search(body) and not any(
         word in body for word in _NON_JSON_NUMBERS
