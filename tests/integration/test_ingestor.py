@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from datetime import timedelta
 
 import asyncpg
 
-from service.store.trainings import Policy
 from service.webhooks.ingest import DEADLINE_CHECK, Delivery, WebhookIngestor
 from service.webhooks.verify import WebhookVerifier
 
-from ..support.factories import replicate_training
+from ..support.factories import POLICY, replicate_training
 from ..support.webhooks import signed_webhook
 from .conftest import WEBHOOK_SECRET
-
-POLICY = Policy(timedelta(minutes=2), "http://tuneyard.test")
 
 
 async def test_an_answered_webhook_is_not_kept_until_its_deadline(

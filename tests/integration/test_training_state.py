@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -11,11 +10,9 @@ import pytest
 from service.domain.status import Status
 from service.store import trainings as store
 from service.store import transitions
-from service.store.trainings import Policy, Report, TrainingRecord
+from service.store.trainings import Report, TrainingRecord
 
-from ..support.factories import queued_training, replicate_training
-
-POLICY = Policy(timedelta(minutes=2), "http://tuneyard.test")
+from ..support.factories import POLICY, queued_training, replicate_training
 
 
 async def apply(

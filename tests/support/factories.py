@@ -16,6 +16,8 @@ from service.store.trainings import NewTraining, Policy, TrainingRecord
 TRAINER_VERSION = "e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497"
 TRAINER = f"ostris/flux-dev-lora-trainer:{TRAINER_VERSION}"
 INPUT = {"input_images": "https://example.com/faces.zip", "steps": 100}
+# What a state change needs from the settings, for tests that make changes.
+POLICY = Policy(timedelta(minutes=2), "http://tuneyard.test")
 
 
 async def queued_training(
@@ -41,7 +43,7 @@ async def queued_training(
             metadata={},
             callback_url=callback_url,
         ),
-        Policy(timedelta(minutes=2), "http://tuneyard.test"),
+        POLICY,
     )
     assert record is not None
     return record
