@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from service.resources import INGESTOR
 
 from ..support.factories import queued_training, replicate_training
 from ..support.proxy import DatabaseProxy
+from ..support.simulator import wait_until
 from ..support.webhooks import signed_webhook
 from .conftest import WEBHOOK_SECRET, AppFactory
 
@@ -355,6 +357,54 @@ async def test_a_committed_webhook_is_answered_though_the_next_batch_is_stuck(
     )
     assert recorded == 1
     assert (await second_answer).status == 200
+
+
+async def test_webhooks_queued_behind_a_batch_are_written_in_even_halves(
+    app_client: AppFactory,
+    proxied_database_url: str,
+    db_proxy: DatabaseProxy,
+    pool: asyncpg.Pool,
+) -> None:
+    # While one batch is written, forty webhooks queue behind it. A writer takes
+    # half of what waits, counting the batch just written (webhooks.ingest.
+    # _even_share), so the forty go as 21 and 19, each batch in one statement,
+    # and none is left behind.
+    client = await one_writer(app_client, proxied_database_url, query_timeout=10)
+    first, first_headers = signed_webhook(
+        WEBHOOK_SECRET, training_body("r8first", "processing")
+    )
+    queued = [
+        signed_webhook(WEBHOOK_SECRET, training_body(f"r8q{n}", "processing"))
+        for n in range(40)
+    ]
+    first_read = db_proxy.stop_at(first_headers["webhook-id"].encode())
+    verified_before = verified_webhooks()
+    try:
+        first_answer = asyncio.create_task(post(client, first, first_headers))
+        await asyncio.wait_for(first_read.reached(), 5)
+        answers = [
+            asyncio.create_task(post(client, body, headers)) for body, headers in queued
+        ]
+        await wait_until(
+            lambda: verified_webhooks() == verified_before + 41,
+            timeout=5,
+            message="all 41 webhooks verified and queued",
+        )
+    finally:
+        first_read.release()
+
+    statuses = [response.status for response in await asyncio.gather(*answers)]
+    assert (await first_answer).status == 200
+    assert statuses == [200] * 40
+    # One statement writes a batch's events, so they share a received_at.
+    sizes = await pool.fetch(
+        "SELECT count(*) FROM training_events GROUP BY received_at ORDER BY received_at"
+    )
+    assert [row[0] for row in sizes] == [1, 21, 19]
+
+
+def verified_webhooks() -> float:
+    return REGISTRY.get_sample_value("tuneyard_webhooks_verified_total") or 0.0
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
