@@ -211,17 +211,20 @@ versions compare round by round.
     (0.86x against 0.95x): the database round trip it hid (about 120 µs on
     this machine, even for `SELECT 1`) cost less than the bookkeeping.
   - With even batches, giving answers at once again (5,140 against 5,900
-    webhooks/s, from a single run rather than a compare.py pair); drawing ids' random bytes from a pool in place of
-    `os.urandom` (slower per id: 0.30 µs against 0.24 µs); and capping batches
-    at 8 or 11 webhooks (fewer webhooks a second: more commits).
+    webhooks/s, from a single run rather than a compare.py pair), and capping
+    batches at 8 or 11 webhooks (fewer webhooks a second: more commits).
+  - Drawing ids' and request ids' random bytes from a pool rather than a
+    system call each (1.09x against 1.08x, CPU a webhook within noise).
   - Earlier: a pipelined writer, yielding before taking a batch, a read
     written as a UNION, two writers of other kinds, and one round trip a batch.
 - **Where the time goes.** With its writer replaced by an immediate answer,
   the same process answers about 12,400 webhooks/s at 80 µs of CPU each
   (2.3x the floor): HTTP, the middleware and the signature checks. The writer
   adds about 70 µs a webhook: the read, applying the reports, and encoding and
-  decoding the write, with two round trips a batch. The loop is still idle for
-  about a tenth of the time, waiting on a batch's read or write.
+  decoding the write, with two round trips a batch. A trace of the event loop
+  found it idle about a tenth of the time, waiting on a batch's read or write;
+  the process's share of a core in the table above is lower, as it also waits
+  for the core itself, shared with PostgreSQL and wrk.
 - **Left.** The writer's 70 µs, spread thin: each round trip costs about
   70 µs of Python, a callback snapshot about 8 µs, and the rest is many small
   steps of applying a report, none over a few microseconds. Several processes
@@ -340,6 +343,9 @@ How Tuneyard gets there:
 - **Answers after the next read.** When the next batch is already waiting,
   its read goes to the database before the committed batch's answers are
   given, so the answers' work overlaps the next write instead of delaying it.
+- **Even batches.** A writer takes half of what waits for it, counting the
+  batch it has just written, so the two groups of requests that take turns
+  stay the same size and each write overlaps as much other work as the next.
 - **Two round trips a batch.** The writer reads the batch's trainings without
   locks and writes everything in one statement, which refuses as a whole if a
   training changed in between. The batch is then applied again.
