@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -187,11 +188,8 @@ class WebhookIngestor:
         while True:
             if queue.empty():
                 answers.give()  # no read to send first
-            batch = [await queue.get()]
-            take = _even_share(1 + queue.qsize(), last)
-            while len(batch) < take:
-                batch.append(queue.get_nowait())
-            last = take
+            batch = await _next_batch(queue, functools.partial(_even_share, last=last))
+            last = len(batch)
             # A report already answered 503 (its deadline passed while the
             # database was away) will be sent again; writing it now would only
             # make the reports queued behind it miss their own deadlines.
@@ -303,11 +301,15 @@ def _even_share(waiting: int, last: int) -> int:
     return min(MAX_BATCH, waiting, -(-(waiting + last) // 2))
 
 
-async def _next_batch(queue: asyncio.Queue[_T]) -> list[_T]:
-    """Wait for one entry, then take whatever else is queued."""
+async def _next_batch(
+    queue: asyncio.Queue[_T], share: Callable[[int], int] | None = None
+) -> list[_T]:
+    """Wait for one entry, then take more of what is queued: all of it, or the
+    `share` of it that the number waiting (the first entry included) gives."""
     batch = [await queue.get()]
-    while not queue.empty():
-        batch.append(queue.get_nowait())
+    waiting = 1 + queue.qsize()
+    take = waiting if share is None else share(waiting)
+    batch.extend(queue.get_nowait() for _ in range(take - 1))
     return batch
 
 
